@@ -1,0 +1,1 @@
+"""cql_jax: Conservative Q-Learning in JAX/Flax."""

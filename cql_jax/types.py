@@ -1,0 +1,66 @@
+"""Shared containers. Shape letters: B batch, N sampled actions, E critics, O obs dim, A action dim."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, NamedTuple, Optional
+
+import numpy as np
+
+Array = Any  # jax.Array or np.ndarray; kept loose so containers hold either.
+
+
+class Transition(NamedTuple):
+  """One (s, a, r, s') step, or a batch of them stacked on leading axes.
+
+  obs:      [..., O] float32.
+  action:   [..., A] float32 in [-1, 1] (continuous) or [...] int32 (discrete).
+  reward:   [...] float32, as stored in the dataset (after any configured transform).
+  discount: [...] float32, 0.0 where the episode *terminated* at this step and 1.0 otherwise.
+            A time-limit truncation keeps 1.0, so the backup still bootstraps through it.
+            The agent's gamma is applied in the loss, not stored here.
+  next_obs: [..., O] float32.
+  """
+  obs: Array
+  action: Array
+  reward: Array
+  discount: Array
+  next_obs: Array
+
+
+@dataclasses.dataclass(frozen=True)
+class OfflineDataset:
+  """A dataset flattened to transitions, with what evaluation and scoring need.
+
+  transitions:     Transition of NumPy arrays with leading axis T (number of transitions).
+  dataset_id:      the Minari id it came from, e.g. "cql_jax/pendulum/medium-expert-v0".
+  env_id:          Gymnasium id to evaluate in, e.g. "Pendulum-v1" (None if not recorded).
+  env_kwargs:      keyword arguments for gymnasium.make (e.g. max_episode_steps).
+  ref_min_score:   return of a random policy (D4RL-style normalisation), or None.
+  ref_max_score:   return of an expert policy, or None.
+  episode_returns: [num_episodes] undiscounted return of each episode in the data.
+  initial_obs:     [num_episodes, O] first observation of each episode.
+  discrete:        True when actions are integer indices.
+  num_actions:     size of a Discrete action space, else None.
+  """
+  transitions: Transition
+  dataset_id: str
+  env_id: Optional[str]
+  env_kwargs: dict
+  ref_min_score: Optional[float]
+  ref_max_score: Optional[float]
+  episode_returns: np.ndarray
+  initial_obs: np.ndarray
+  discrete: bool = False
+  num_actions: Optional[int] = None
+
+  @property
+  def size(self) -> int:
+    return int(self.transitions.reward.shape[0])
+
+  @property
+  def obs_dim(self) -> int:
+    return int(self.transitions.obs.shape[-1])
+
+  @property
+  def action_dim(self) -> int:
+    return 1 if self.discrete else int(self.transitions.action.shape[-1])
