@@ -64,3 +64,18 @@ class OfflineDataset:
   @property
   def action_dim(self) -> int:
     return 1 if self.discrete else int(self.transitions.action.shape[-1])
+
+
+class Agent(NamedTuple):
+  """What every agent (continuous CQL/SAC/BC, discrete CQL/DQN/QR-DQN/REM) exposes.
+
+  init(key) -> state: a fresh immutable train state (a pytree).
+  update(state, batch, key) -> (state, metrics): one gradient step; `batch` is a Transition
+    with leading axis B; `metrics` is a flat dict of scalar arrays keyed like "critic/loss".
+  act(state, obs, key, deterministic) -> action: obs [B, *obs_shape] -> action [B, A] in the
+    environment's units for continuous agents, or [B] int32 for discrete agents.
+  All three are pure and jit-able; the training loop scans `update` and vmaps over seeds.
+  """
+  init: Any
+  update: Any
+  act: Any
