@@ -28,10 +28,10 @@ def rollout_episodes(env_id: str, policy: Policy, num_episodes: int, *,
   """Runs ``num_episodes`` full episodes and returns them as Minari EpisodeBuffers.
 
   Episodes end on termination or truncation (the env's TimeLimit). Each episode
-  is reset with its own seed, so the result depends only on ``seeds`` and the
-  state of ``rng`` (which drives the policy's randomness), not on ``batch_size``
-  scheduling order... except through the order in which ``rng`` is consumed; use
-  a fixed ``batch_size`` for bit-identical reruns.
+  is reset with its own seed. The result is a deterministic function of
+  ``seeds``, the state of ``rng`` (the policy's noise) and ``batch_size`` (which
+  fixes the order in which ``rng`` is consumed), so keep all three fixed for
+  bit-identical reruns.
 
   Args:
     env_id: Gymnasium id, e.g. "Pendulum-v1".
