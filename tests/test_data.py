@@ -102,6 +102,8 @@ def test_pendulum_round_trip(minari_root):
   metadata = minari.load_dataset(ds_id).storage.metadata
   assert metadata["algorithm_name"] == "scripted-pendulum-medium-expert"
   assert "probability 0.7" in metadata["description"]
+  assert metadata["generation_seed"] == 3 and metadata["generation_seconds"] > 0
+  assert metadata["behaviour_mean_return"] == pytest.approx(info[ds_id]["mean_return"])
 
   # Reward transform applies to transitions only; returns stay raw for scoring.
   shifted = minari_io.load_dataset(ds_id, reward_scale=2.0, reward_bias=-1.0)
