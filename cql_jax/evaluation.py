@@ -67,3 +67,20 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id: str,
   if ref_min is not None and ref_max is not None:
     normalized = scores.normalized_score(returns, ref_min, ref_max)
   return EvalResult(returns, discounted, lengths, normalized)
+
+
+def evaluate_agent(agent, state, dataset, *, num_episodes: int = 10, seed: int = 0,
+                   gamma: float = 0.99, deterministic: bool = True) -> EvalResult:
+  """Rolls out `agent.act` for one (unstacked) train state in the dataset's environment."""
+  if dataset.env_id is None:
+    raise ValueError(f"{dataset.dataset_id} records no environment, so it cannot be evaluated; "
+                     "pass env_id to evaluate() yourself.")
+  act = jax.jit(agent.act, static_argnums=3)
+  return evaluate(lambda obs, key: act(state, obs, key, deterministic), dataset.env_id,
+                  num_episodes=num_episodes, seed=seed, gamma=gamma, env_kwargs=dataset.env_kwargs,
+                  ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score)
+
+
+def seed_state(states, index: int):
+  """The train state of seed `index` from states stacked on a leading seed axis."""
+  return jax.tree.map(lambda x: x[index], states)

@@ -59,3 +59,27 @@ def summarize(metrics: Dict[str, jax.Array]) -> Dict[str, np.ndarray]:
   returns scalars or [S] arrays.
   """
   return {k: np.asarray(v).mean(axis=-1) for k, v in jax.device_get(metrics).items()}
+
+
+def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_chunk: int = 1000,
+        batch_size: int = 256, num_seeds: Optional[int] = None, state=None,
+        on_chunk: Optional[Callable] = None):
+  """Trains for `num_steps` gradient steps (a multiple of steps_per_chunk) and returns the state.
+
+  data: device Transition (see cql_jax.data.buffer.to_device). The chunk is compiled once.
+  on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
+  of updates done so far and `metrics` the per-chunk means from `summarize`.
+  """
+  if num_steps % steps_per_chunk:
+    raise ValueError(f"num_steps={num_steps} must be a multiple of steps_per_chunk="
+                     f"{steps_per_chunk}")
+  run_key = jax.random.key(seed)
+  init_key, loop_key = jax.random.split(run_key)
+  if state is None:
+    state = init_states(agent, init_key, num_seeds)
+  chunk = compile_chunk(agent, batch_size, steps_per_chunk, num_seeds)
+  for i in range(num_steps // steps_per_chunk):
+    state, metrics = chunk(state, data, chunk_key(loop_key, i))
+    if on_chunk is not None:
+      on_chunk((i + 1) * steps_per_chunk, state, summarize(metrics))
+  return state

@@ -13,7 +13,9 @@ class Transition(NamedTuple):
   """One (s, a, r, s') step, or a batch of them stacked on leading axes.
 
   obs:      [..., O] float32.
-  action:   [..., A] float32 in [-1, 1] (continuous) or [...] int32 (discrete).
+  action:   [..., A] float32 (continuous) or [...] int32 (discrete). Loaders return the
+            environment's units; the continuous agent trains on actions scaled into [-1, 1]
+            (cql_jax.data.buffer.scale_actions).
   reward:   [...] float32, as stored in the dataset (after any configured transform).
   discount: [...] float32, 0.0 where the episode *terminated* at this step and 1.0 otherwise.
             A time-limit truncation keeps 1.0, so the backup still bootstraps through it.
@@ -41,6 +43,7 @@ class OfflineDataset:
   initial_obs:     [num_episodes, O] first observation of each episode.
   discrete:        True when actions are integer indices.
   num_actions:     size of a Discrete action space, else None.
+  action_low, action_high: [A] bounds of a Box action space, else None.
   """
   transitions: Transition
   dataset_id: str
@@ -52,6 +55,8 @@ class OfflineDataset:
   initial_obs: np.ndarray
   discrete: bool = False
   num_actions: Optional[int] = None
+  action_low: Optional[np.ndarray] = None
+  action_high: Optional[np.ndarray] = None
 
   @property
   def size(self) -> int:

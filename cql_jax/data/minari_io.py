@@ -323,6 +323,8 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
       initial_obs=np.stack(initial).astype(np.float32),
       discrete=discrete,
       num_actions=num_actions,
+      action_low=None if discrete else np.asarray(action_space.low, np.float32).reshape(-1),
+      action_high=None if discrete else np.asarray(action_space.high, np.float32).reshape(-1),
   )
 
 
