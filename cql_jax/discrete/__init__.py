@@ -1,0 +1,1 @@
+"""Discrete-action (Atari) CQL: losses, networks and the agent."""
