@@ -105,33 +105,44 @@ def softmax_policy(q: np.ndarray) -> np.ndarray:
 class CQLHStep(NamedTuple):
   """One CQL(H) iteration from Q^k.
 
-  q:     [S, A] Q^{k+1}, the CQL(H) iterate.
-  plain: [S, A] B^{pi_k} Q^k, the unpenalised backup of the same iterate (the "Q^{k+1}" that
-         Theorem 3.4 compares against).
-  mu:    [S, A] mu_k, the soft-max policy of Q^k; also the backup policy pi_k.
+  q:      [S, A] Q^{k+1}, the CQL(H) iterate.
+  plain:  [S, A] B^{pi_k} Q^k, the unpenalised backup of the same iterate (the "Q^{k+1}" that
+          Theorem 3.4 compares against).
+  policy: [S, A] pi_k = softmax(Q^k), the soft-max policy the backup evaluates.
+  mu:     [S, A] mu_k, the distribution the step pushed down: softmax(Q^k) for the lagged closed
+          form, softmax(Q^{k+1}) for the exact argmin (the inner maximiser of Eq. 3 at the new Q).
+          Either way Q^{k+1} = plain - alpha (mu / pi^_beta - 1).
   """
   q: np.ndarray
   plain: np.ndarray
+  policy: np.ndarray
   mu: np.ndarray
 
 
 def cql_h_step(emp: EmpiricalMDP, q: np.ndarray, alpha: float,
                exact_argmin: bool = False, newton_iters: int = 50) -> CQLHStep:
-  """One CQL(H) (Eq. 4) update with the soft-max policy pi_k = mu_k = softmax(Q^k).
+  """One CQL(H) (Eq. 4) update with the soft-max backup policy pi_k = softmax(Q^k).
 
   With `exact_argmin=False` this is the closed form the paper's analysis uses (Theorems 3.3, 3.4):
-  Q^{k+1} = B^{pi_k} Q^k - alpha (mu_k / pi^_beta - 1), i.e. the Eq. 2 step with mu = softmax(Q^k)
-  held fixed. Eq. 4 itself puts logsumexp on the Q being optimised, so its exact argmin solves
+  Q^{k+1} = B^{pi_k} Q^k - alpha (mu_k / pi^_beta - 1) with mu_k = softmax(Q^k) held fixed. Iterated,
+  it is not a contraction once alpha / min pi^_beta is large (the penalty reacts to Q^k with gain
+  up to alpha / pi^_beta), and on random MDPs it oscillates for alpha as small as 0.3.
+
+  Eq. 4 itself puts logsumexp on the Q being optimised, so its exact argmin solves
   Q = B^Q^k - alpha (softmax(Q) / pi^_beta - 1); `exact_argmin=True` finds that per state by
-  Newton's method on the (strongly convex) per-state objective.
+  Newton's method on the strongly convex per-state objective. It is a proximal step after the
+  backup and iterates stably for every alpha we tried.
   """
-  mu = softmax_policy(q)
-  plain = np.where(emp.in_data[:, None], backup(emp.transition, emp.reward, emp.gamma, q, mu), 0.0)
-  if not exact_argmin:
-    new = plain - alpha * penalty(EQ2, mu, emp.behaviour)
-  else:
+  policy = softmax_policy(q)
+  plain = np.where(emp.in_data[:, None],
+                   backup(emp.transition, emp.reward, emp.gamma, q, policy), 0.0)
+  if exact_argmin:
     new = _eq4_argmin(plain, emp.behaviour, alpha, newton_iters)
-  return CQLHStep(q=np.where(emp.in_data[:, None], new, 0.0), plain=plain, mu=mu)
+    mu = softmax_policy(new)
+  else:
+    mu = policy
+    new = plain - alpha * penalty(EQ2, mu, emp.behaviour)
+  return CQLHStep(q=np.where(emp.in_data[:, None], new, 0.0), plain=plain, policy=policy, mu=mu)
 
 
 def _eq4_argmin(target: np.ndarray, behaviour: np.ndarray, alpha: float,
@@ -141,20 +152,23 @@ def _eq4_argmin(target: np.ndarray, behaviour: np.ndarray, alpha: float,
   The d^(s) weight is common to every term at s, so each state is solved on its own.
   """
   q = target.copy()
+  eye = np.eye(target.shape[-1])
   for _ in range(iters):
     p = softmax_policy(q)
     grad = alpha * (p - behaviour) + behaviour * (q - target)
-    hess = alpha * (p[..., :, None] * np.eye(p.shape[-1]) - p[..., :, None] * p[..., None, :])
-    hess = hess + behaviour[..., :, None] * np.eye(p.shape[-1])
-    q = q - np.linalg.solve(hess, grad[..., None])[..., 0]
     if np.max(np.abs(grad)) < 1e-13:
       break
+    hess = alpha * (p[..., :, None] * eye - p[..., :, None] * p[..., None, :])
+    hess = hess + behaviour[..., :, None] * eye
+    q = q - np.linalg.solve(hess, grad[..., None])[..., 0]
   return q
 
 
 def cql_h(emp: EmpiricalMDP, alpha: float, num_iters: int = 1000, tol: float = 1e-10,
-          exact_argmin: bool = False) -> tuple[np.ndarray, np.ndarray]:
+          exact_argmin: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """Runs CQL(H) from Q = 0 until the update changes Q by less than `tol` (sup norm).
+
+  Uses Eq. 4's exact argmin by default; see `cql_h_step` for why the lagged form is not.
 
   Returns:
     (Q [S, A], policy [S, A]): the last iterate and its soft-max policy.
