@@ -9,7 +9,8 @@ reports:
   * Theorem 3.2 (Eq. 2): the same for V, with margin min_{s in D} (V^pi - V^-hat);
   * Eq. 2 is not point-wise: max (Q^-hat - Q^pi) with the exact operator, alpha = 1, and
     pi = 0.99 pi_beta + 0.01 pi (> 0 means some Q-value is over-estimated);
-  * Theorem 3.4: how often CQL(H) steps expand the gap, measured against pi^_beta and against pi_beta.
+  * Theorem 3.4: how often CQL(H) steps expand the gap, measured against pi^_beta and against
+    pi_beta.
 Writes a PNG of V^-hat - V^pi against alpha and against |D|.
 
   python -m experiments.tabular   # writes runs/tabular/tabular_bounds.png
@@ -35,7 +36,8 @@ flags.DEFINE_float("gamma", 0.9, "Discount.")
 flags.DEFINE_float("reward_max", 1.0, "R_max.")
 flags.DEFINE_integer("branching", 4, "Successor states per (s, a).")
 flags.DEFINE_float("behaviour_mix", 0.2,
-                   "pi_beta = (1 - mix) Dirichlet(1) + mix uniform. Keeps pi_beta away from 0: with "
+                   "pi_beta = (1 - mix) Dirichlet(1) + mix uniform. Keeps pi_beta away from 0: "
+                   "with "
                    "near-zero pi_beta(a|s) the penalty mu/pi^_beta grows with |D| as the data "
                    "reveals how rare a is, which swamps the sampling-error effect being plotted.")
 flags.DEFINE_list("sizes", ["100", "300", "1000", "3000", "10000", "30000", "100000"],

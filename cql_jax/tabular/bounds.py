@@ -4,7 +4,8 @@ Sampling error. The paper bounds |B^pi-hat - B^pi|(s, a) by C_{r,T,delta} R_max 
 sqrt|D(s,a)|) with an unknown concentration constant. Here the true MDP is known, so we use the
 *realised* error of this dataset instead:
 
-  eps(s, a) = |r^(s,a) - r(s,a)| + gamma * V_max * ||P^(.|s,a) - P(.|s,a)||_1,  V_max = R_max/(1-gamma),
+  eps(s, a) = |r^(s,a) - r(s,a)| + gamma * V_max * ||P^(.|s,a) - P(.|s,a)||_1,
+  V_max = R_max / (1 - gamma),
 
 which is exactly sup |(B^ - B) Q|(s, a) over all Q with |Q| <= V_max (the sup is attained by
 V = V_max sign(P^ - P)), the role the paper's constant plays. It shrinks like 1/sqrt n(s, a).
@@ -31,7 +32,7 @@ from cql_jax.tabular.mdp import EmpiricalMDP, FiniteMDP
 
 
 def bellman_error_bound(mdp: FiniteMDP, emp: EmpiricalMDP) -> np.ndarray:
-  """[S, A] eps(s, a), the realised sup-error of B^ over |Q| <= V_max (module docstring); 0 off D."""
+  """[S, A] eps(s, a), the realised sup-error of B^ over |Q| <= V_max (see module doc); 0 off D."""
   reward_err = np.abs(emp.reward - mdp.reward)
   transition_err = np.abs(emp.transition - mdp.transition).sum(-1)
   eps = reward_err + mdp.gamma * mdp.value_max * transition_err
@@ -73,7 +74,7 @@ class Theorem31(NamedTuple):
 
 def theorem_3_1(mdp: FiniteMDP, emp: EmpiricalMDP, policy: np.ndarray,
                 mu: np.ndarray) -> Theorem31:
-  """Theorem 3.1's bound pieces for Eq. 1 with penalty mu/pi^_beta (supp mu within supp pi^_beta)."""
+  """Theorem 3.1's bound pieces for Eq. 1 with penalty mu/pi^_beta (supp mu in supp pi^_beta)."""
   mask = np.broadcast_to(emp.in_data[:, None], policy.shape)
   m = np.where(mask, penalty(EQ1, mu, emp.behaviour), 0.0)
   cons = _solve_on_data(emp, policy, m)
@@ -107,7 +108,7 @@ class Theorem32(NamedTuple):
 
 
 def theorem_3_2(mdp: FiniteMDP, emp: EmpiricalMDP, policy: np.ndarray) -> Theorem32:
-  """Theorem 3.2's bound pieces. V^-hat - V^pi = (I - gamma P^_pi)^-1 (pi.(B^-B)Q^pi - alpha div)."""
+  """Theorem 3.2's pieces. V^-hat - V^pi = (I - gamma P^_pi)^-1 (pi.(B^-B)Q^pi - alpha div)."""
   d = emp.in_data
   div = np.where(d, state_values(penalty(EQ2, policy, emp.behaviour), policy), 0.0)
   err = state_values(bellman_error_bound(mdp, emp), policy)
@@ -117,7 +118,8 @@ def theorem_3_2(mdp: FiniteMDP, emp: EmpiricalMDP, policy: np.ndarray) -> Theore
   realised = state_values(bellman_error(mdp, emp, true_q(mdp, policy), policy), policy)[d]
   return Theorem32(divergence=div, state_error=err,
                    alpha_threshold=_safe_max_ratio(err, div, d),
-                   alpha_exact=_safe_max_ratio(inv @ realised, inv @ div[d], np.ones(d.sum(), bool)))
+                   alpha_exact=_safe_max_ratio(inv @ realised, inv @ div[d],
+                                               np.ones(d.sum(), bool)))
 
 
 def gap(q: np.ndarray, behaviour: np.ndarray, mu: np.ndarray) -> np.ndarray:
@@ -130,7 +132,8 @@ def gap_expansion(emp: EmpiricalMDP, q_cql: np.ndarray, q_plain: np.ndarray, mu:
   """[S] gap(Q^-hat^{k+1}) - gap(Q^{k+1}) for a CQL step versus the unpenalised step (Theorem 3.4).
 
   With behaviour = pi^_beta (the default) and the closed-form step this equals
-  alpha * (sum_a mu^2 / pi^_beta - 1) = alpha * chi^2(mu || pi^_beta) >= 0, zero only if mu = pi^_beta.
+  alpha * (sum_a mu^2 / pi^_beta - 1) = alpha * chi^2(mu || pi^_beta) >= 0, zero only if
+  mu = pi^_beta.
   """
   behaviour = emp.behaviour if behaviour is None else behaviour
   return np.where(emp.in_data, gap(q_cql, behaviour, mu) - gap(q_plain, behaviour, mu), 0.0)

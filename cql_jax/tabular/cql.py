@@ -124,9 +124,9 @@ def cql_h_step(emp: EmpiricalMDP, q: np.ndarray, alpha: float,
   """One CQL(H) (Eq. 4) update with the soft-max backup policy pi_k = softmax(Q^k).
 
   With `exact_argmin=False` this is the closed form the paper's analysis uses (Theorems 3.3, 3.4):
-  Q^{k+1} = B^{pi_k} Q^k - alpha (mu_k / pi^_beta - 1) with mu_k = softmax(Q^k) held fixed. Iterated,
-  it is not a contraction once alpha / min pi^_beta is large (the penalty reacts to Q^k with gain
-  up to alpha / pi^_beta), and on random MDPs it oscillates for alpha as small as 0.3.
+  Q^{k+1} = B^{pi_k} Q^k - alpha (mu_k / pi^_beta - 1) with mu_k = softmax(Q^k) held fixed.
+  Iterated, it is not a contraction once alpha / min pi^_beta is large (the penalty reacts to Q^k
+  with gain up to alpha / pi^_beta), and on random MDPs it oscillates for alpha as small as 0.3.
 
   Eq. 4 itself puts logsumexp on the Q being optimised, so its exact argmin solves
   Q = B^Q^k - alpha (softmax(Q) / pi^_beta - 1); `exact_argmin=True` finds that per state by
