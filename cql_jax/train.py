@@ -19,10 +19,15 @@ def make_train_chunk(update: Callable, sample: Callable, num_steps: int) -> Call
   metrics come back stacked: each value has a leading axis [num_steps].
   """
   def chunk(state, data: Transition, key):
-    def body(state, step_key):
-      batch_key, update_key = jax.random.split(step_key)
-      return update(state, sample(data, batch_key), update_key)
-    return jax.lax.scan(body, state, jax.random.split(key, num_steps))
+    # The key rides in the carry (split once per step) rather than as scanned-over xs: same
+    # cost, and JAX's key-reuse checker accepts it under vmap, which it does not for xs keys.
+    def body(carry, _):
+      state, key = carry
+      key, batch_key, update_key = jax.random.split(key, 3)
+      state, metrics = update(state, sample(data, batch_key), update_key)
+      return (state, key), metrics
+    (state, _), metrics = jax.lax.scan(body, (state, key), None, num_steps)
+    return state, metrics
   return chunk
 
 
