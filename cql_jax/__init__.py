@@ -1,1 +1,29 @@
-"""cql_jax: Conservative Q-Learning in JAX/Flax."""
+"""cql_jax: Conservative Q-Learning (Kumar et al., 2020) in JAX/Flax.
+
+The public API is this flat list; everything else is an implementation module.
+"""
+from cql_jax.agents import device_data
+from cql_jax.agents import make_agent
+from cql_jax.agents.cql import CQLState
+from cql_jax.agents.cql import default_config as cql_config
+from cql_jax.agents.cql import make_cql_agent
+from cql_jax.data.buffer import sample_batch
+from cql_jax.data.minari_io import DatasetError
+from cql_jax.data.minari_io import load_dataset
+from cql_jax.evaluation import evaluate
+from cql_jax.evaluation import evaluate_agent
+from cql_jax.scores import normalized_score
+from cql_jax.train import compile_chunk
+from cql_jax.train import fit
+from cql_jax.train import init_states
+from cql_jax.train import make_train_chunk
+from cql_jax.types import Agent
+from cql_jax.types import OfflineDataset
+from cql_jax.types import Transition
+
+__all__ = [
+    "Agent", "CQLState", "DatasetError", "OfflineDataset", "Transition", "compile_chunk",
+    "cql_config", "device_data", "evaluate", "evaluate_agent", "fit", "init_states",
+    "load_dataset", "make_agent", "make_cql_agent", "make_train_chunk", "normalized_score",
+    "sample_batch",
+]

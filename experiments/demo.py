@@ -21,7 +21,8 @@ from cql_jax.data import minari_io
 from cql_jax.data import pendulum
 
 _KIND = flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
-_STEPS = flags.DEFINE_integer("steps", 10_000, "Gradient steps.")
+DEFAULT_STEPS = 10_000
+_STEPS = flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
 _HIDDEN = flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
