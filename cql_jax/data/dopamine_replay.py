@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from cql_jax import train
 from cql_jax.types import Transition
 
 STACK = 4  # frames per observation
@@ -207,14 +208,49 @@ def sample_stacked(frames, actions, rewards, terminals, valid_indices, key, batc
                     discount=1.0 - terminals[t].astype(jnp.float32), next_obs=next_obs)
 
 
+def to_device(replay: DopamineReplay, device=None) -> DopamineReplay:
+  """The same replay with its arrays on the (default) device, ready to pass as `data`.
+
+  DopamineReplay is a NamedTuple, hence a pytree: it can be a jit argument as a whole, so the
+  training chunk receives the multi-GB frames as a buffer rather than a baked-in constant.
+  """
+  return DopamineReplay(*(jax.device_put(jnp.asarray(x), device) for x in replay))
+
+
+def sample_fn(batch_size: int, clip_reward: Optional[float] = 1.0):
+  """Returns sample(data: DopamineReplay, key) -> Transition, for `train.make_train_chunk`.
+
+  It has the signature of `buffer.sample_batch` with its batch size bound, so the scanned
+  training chunk runs unchanged on stacked-frame replay: pass `to_device(replay)` as `data`.
+  Rewards are clipped to [-clip_reward, clip_reward] (Dopamine's 1.0; None keeps them raw).
+  """
+  def sample(data: DopamineReplay, key) -> Transition:
+    return sample_stacked(data.frames, data.actions, data.rewards, data.terminals,
+                          data.valid_indices, key, batch_size, clip_reward)
+  return sample
+
+
+def compile_replay_chunk(agent, batch_size: int, num_steps: int,
+                         num_seeds: Optional[int] = None, clip_reward: Optional[float] = 1.0):
+  """`train.compile_chunk` with the stacked-frame sampler: chunk(state, replay, key) jitted.
+
+  replay: a DopamineReplay on the device (`to_device`). The state is donated; with num_seeds it
+  carries a leading seed axis [S] and the replay is shared by all seeds (not copied per seed).
+  """
+  chunk = train.make_train_chunk(agent.update, sample_fn(batch_size, clip_reward), num_steps)
+  if num_seeds is None:
+    return jax.jit(chunk, donate_argnums=0)
+  seeded = jax.vmap(chunk, in_axes=(0, None, 0))
+  return jax.jit(lambda state, data, key: seeded(state, data, jax.random.split(key, num_seeds)),
+                 donate_argnums=0)
+
+
 def make_sampler(replay: DopamineReplay, batch_size: int, clip_reward: Optional[float] = 1.0):
   """Puts the replay on the default device and returns sample(key) -> Transition.
 
-  The arrays are closed over, which suits small replays and tests; for multi-GB replays call
-  `sample_stacked` with the device arrays as explicit jit arguments instead.
+  The arrays are closed over, which suits small replays and tests; for multi-GB replays use
+  `sample_fn` with `to_device(replay)` passed as an explicit jit argument instead.
   """
-  arrays = jax.device_put(tuple(replay))
-
-  def sample(key):
-    return sample_stacked(*arrays, key, batch_size, clip_reward)
-  return sample
+  data = to_device(replay)
+  sample = sample_fn(batch_size, clip_reward)
+  return lambda key: sample(data, key)
