@@ -60,3 +60,16 @@ def test_cnn_agent_runs_a_scanned_chunk_on_stacked_replay(tmp_path):
   frames = np.zeros((2, 84, 84, 4), np.uint8)
   actions = agent.act(state, frames, jax.random.key(2), True)
   assert actions.shape == (2,) and np.all((0 <= actions) & (actions < 6))
+
+
+def test_evaluate_atari_agent_runs_the_cnn_policy_in_pong():
+  from cql_jax.envs import atari
+  config = default_discrete_config()
+  config.loss, config.cql_weight = "dqn", 0.0
+  agent = make_discrete_agent(config, (84, 84, 4), num_actions=6)
+  state = agent.init(jax.random.key(0))
+  # A few steps only: checks the plumbing (shapes, dtypes, seeding), not a score.
+  result = atari.evaluate_atari_agent(agent, state, "Pong", num_episodes=2, seed=0, max_steps=5)
+  assert result.returns.shape == (2,) and result.normalized is None
+  np.testing.assert_array_equal(result.lengths, [5, 5])
+  assert np.all(result.returns <= 0.0)  # Pong never rewards a point within 5 agent steps.

@@ -15,6 +15,10 @@ observation t-2..t+1, built inside jit by `sample_stacked`; a frame from before 
 is zeroed (Dopamine's convention), so memory stays ~7.07 KB per transition (see
 `bytes_per_million_transitions`).
 
+Training on it reuses the scanned loop of `cql_jax.train`: `to_device(replay)` is the `data`
+argument and `sample_fn(batch_size)` the `sample(data, key)` of `train.make_train_chunk`;
+`compile_replay_chunk` is `train.compile_chunk` with that sampler.
+
 Subsets (the paper's settings, `PAPER_SETTINGS`):
   first_20pct:   checkpoints 0..9 in full (the first 10M of 50M transitions).
   uniform_1pct:  all 50 checkpoints, 1% of each (10k transitions each, 500k in all).
