@@ -36,14 +36,18 @@ def make_vector_env(env_id: str, num_envs: int, env_kwargs: Optional[dict] = Non
 def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id: str, *,
              num_episodes: int = 10, seed: int = 0, gamma: float = 0.99,
              env_kwargs: Optional[dict] = None, ref_min: Optional[float] = None,
-             ref_max: Optional[float] = None, key=None, max_steps: int = 100_000) -> EvalResult:
+             ref_max: Optional[float] = None, key=None, max_steps: int = 100_000,
+             make_env: Optional[Callable[[int], gym.vector.VectorEnv]] = None) -> EvalResult:
   """Runs `num_episodes` episodes, one per vector-env slot, each to its first termination/truncation.
 
   policy(obs [num_episodes, O], key) -> actions [num_episodes, A] (or [num_episodes] ints).
+  make_env(num_envs) -> vector env, when given, replaces gym.make_vec(env_id, **env_kwargs):
+  for environments that need their own wrappers (Atari's Dopamine preprocessing).
   Returns undiscounted and γ-discounted returns, and D4RL normalized scores if refs are given.
   """
   from cql_jax import scores  # local: keeps evaluation importable without the data layer.
-  env = make_vector_env(env_id, num_episodes, env_kwargs)
+  env = (make_vector_env(env_id, num_episodes, env_kwargs) if make_env is None
+         else make_env(num_episodes))
   key = jax.random.key(seed) if key is None else key
   try:
     obs, _ = env.reset(seed=seed)

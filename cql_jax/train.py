@@ -31,12 +31,17 @@ def make_train_chunk(update: Callable, sample: Callable, num_steps: int) -> Call
   return chunk
 
 
-def compile_chunk(agent: Agent, batch_size: int, num_steps: int, num_seeds: Optional[int] = None):
+def compile_chunk(agent: Agent, batch_size: int, num_steps: int, num_seeds: Optional[int] = None,
+                  sample: Optional[Callable] = None):
   """jit(chunk) with the state donated; with num_seeds, states carry a leading seed axis [S].
 
-  Returns chunk(state, data, key) where key is a single key (split per seed inside).
+  sample(data, key) -> batch defaults to uniform sampling of flat transitions
+  (buffer.sample_batch with `batch_size`); pass another, e.g. the stacked-frame sampler of
+  cql_jax.data.dopamine_replay.sample_fn, for other data layouts. The data is shared by all
+  seeds, never copied per seed. Returns chunk(state, data, key) with one key (split per seed).
   """
-  sample = functools.partial(buffer.sample_batch, batch_size=batch_size)
+  if sample is None:
+    sample = functools.partial(buffer.sample_batch, batch_size=batch_size)
   chunk = make_train_chunk(agent.update, sample, num_steps)
   if num_seeds is None:
     return jax.jit(chunk, donate_argnums=0)
@@ -68,11 +73,11 @@ def summarize(metrics: Dict[str, jax.Array]) -> Dict[str, np.ndarray]:
 
 def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_chunk: int = 1000,
         batch_size: int = 256, num_seeds: Optional[int] = None, state=None,
-        on_chunk: Optional[Callable] = None):
+        on_chunk: Optional[Callable] = None, sample: Optional[Callable] = None):
   """Trains for `num_steps` gradient steps (a multiple of steps_per_chunk) and returns the state.
 
   data: device Transition (see cql_jax.data.buffer.to_device). The chunk is compiled once.
-  on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
+  sample: as in compile_chunk. on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
   of updates done so far and `metrics` the per-chunk means from `summarize`.
   """
   if num_steps % steps_per_chunk:
@@ -82,7 +87,7 @@ def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_
   init_key, loop_key = jax.random.split(run_key)
   if state is None:
     state = init_states(agent, init_key, num_seeds)
-  chunk = compile_chunk(agent, batch_size, steps_per_chunk, num_seeds)
+  chunk = compile_chunk(agent, batch_size, steps_per_chunk, num_seeds, sample)
   for i in range(num_steps // steps_per_chunk):
     state, metrics = chunk(state, data, chunk_key(loop_key, i))
     if on_chunk is not None:

@@ -147,3 +147,19 @@ def test_bytes_per_million_for_atari_frames(replay_dir):
   # 84*84 + 4 + 4 + 1 bytes per step, + 4 per valid index; 8 of 12 steps are valid here.
   want = ((84 * 84 + 9) * 12 + 4 * 8) / 8 * 1e6
   np.testing.assert_allclose(dr.bytes_per_million_transitions(replay), want)
+
+
+def test_sample_fn_takes_the_replay_as_an_argument(replay_dir):
+  """The chunk-compatible sampler reads `data` it is given, so one jit serves any replay."""
+  directory, _, _ = replay_dir
+  full = dr.to_device(dr.load_dopamine_replay(directory, [0, 1]))
+  head = dr.to_device(dr.load_dopamine_replay(directory, [0, 1], fraction=0.5))
+  sample = jax.jit(dr.sample_fn(batch_size=32, clip_reward=None))
+  newest_full = np.asarray(sample(full, jax.random.key(0)).obs[:, 0, 0, -1]).astype(int) - 1
+  newest_head = np.asarray(sample(head, jax.random.key(1)).obs[:, 0, 0, -1]).astype(int) - 1
+  assert set(newest_full) <= set(np.asarray(full.valid_indices).tolist())
+  assert len(set(newest_full)) > 4  # the full replay has 16 valid steps; the head only 4.
+  # head keeps steps 0-5 of each checkpoint; valid ones are 3, 4 (ckpt 0) and 15, 16 (ckpt 1).
+  assert set(newest_head) <= {3, 4, 15, 16}
+  closed = dr.make_sampler(dr.load_dopamine_replay(directory, [0, 1]), 32, clip_reward=None)
+  np.testing.assert_array_equal(closed(jax.random.key(2)).obs, sample(full, jax.random.key(2)).obs)

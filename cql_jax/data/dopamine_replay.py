@@ -15,6 +15,10 @@ observation t-2..t+1, built inside jit by `sample_stacked`; a frame from before 
 is zeroed (Dopamine's convention), so memory stays ~7.07 KB per transition (see
 `bytes_per_million_transitions`).
 
+Training on it reuses the scanned loop of `cql_jax.train`: `to_device(replay)` is the `data`
+argument and `sample_fn(batch_size)` the `sample(data, key)` of `train.make_train_chunk`;
+`train.compile_chunk(..., sample=sample_fn(batch_size))` trains on it.
+
 Subsets (the paper's settings, `PAPER_SETTINGS`):
   first_20pct:   checkpoints 0..9 in full (the first 10M of 50M transitions).
   uniform_1pct:  all 50 checkpoints, 1% of each (10k transitions each, 500k in all).
@@ -207,14 +211,34 @@ def sample_stacked(frames, actions, rewards, terminals, valid_indices, key, batc
                     discount=1.0 - terminals[t].astype(jnp.float32), next_obs=next_obs)
 
 
+def to_device(replay: DopamineReplay, device=None) -> DopamineReplay:
+  """The same replay with its arrays on the (default) device, ready to pass as `data`.
+
+  DopamineReplay is a NamedTuple, hence a pytree: it can be a jit argument as a whole, so the
+  training chunk receives the multi-GB frames as a buffer rather than a baked-in constant.
+  """
+  return DopamineReplay(*(jax.device_put(jnp.asarray(x), device) for x in replay))
+
+
+def sample_fn(batch_size: int, clip_reward: Optional[float] = 1.0):
+  """Returns sample(data: DopamineReplay, key) -> Transition, for `train.make_train_chunk`.
+
+  It has the signature of `buffer.sample_batch` with its batch size bound, so the scanned
+  training chunk runs unchanged on stacked-frame replay: pass `to_device(replay)` as `data`.
+  Rewards are clipped to [-clip_reward, clip_reward] (Dopamine's 1.0; None keeps them raw).
+  """
+  def sample(data: DopamineReplay, key) -> Transition:
+    return sample_stacked(data.frames, data.actions, data.rewards, data.terminals,
+                          data.valid_indices, key, batch_size, clip_reward)
+  return sample
+
+
 def make_sampler(replay: DopamineReplay, batch_size: int, clip_reward: Optional[float] = 1.0):
   """Puts the replay on the default device and returns sample(key) -> Transition.
 
-  The arrays are closed over, which suits small replays and tests; for multi-GB replays call
-  `sample_stacked` with the device arrays as explicit jit arguments instead.
+  The arrays are closed over, which suits small replays and tests; for multi-GB replays use
+  `sample_fn` with `to_device(replay)` passed as an explicit jit argument instead.
   """
-  arrays = jax.device_put(tuple(replay))
-
-  def sample(key):
-    return sample_stacked(*arrays, key, batch_size, clip_reward)
-  return sample
+  data = to_device(replay)
+  sample = sample_fn(batch_size, clip_reward)
+  return lambda key: sample(data, key)

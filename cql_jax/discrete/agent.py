@@ -80,7 +80,10 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
 
   def init(key):
     params = network.init(key, jnp.zeros((1, *obs_shape), obs_dtype))
-    return DiscreteAgentState(params=params, target_params=params,
+    # A separate copy, not the same arrays: the training loop donates the state, and a buffer
+    # held twice in one donated argument is rejected.
+    target_params = jax.tree.map(jnp.copy, params)
+    return DiscreteAgentState(params=params, target_params=target_params,
                               opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
 
   def critic_loss(params, target_params, batch: Transition, key):

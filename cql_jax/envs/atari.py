@@ -77,3 +77,22 @@ def make_atari_vector_env(game: str, num_envs: int, seed: int = 0, **kwargs):
   _import_ale()
   fns = [lambda i=i: make_atari_env(game, seed + i, **kwargs) for i in range(num_envs)]
   return gym.vector.SyncVectorEnv(fns)
+
+
+def evaluate_atari_agent(agent, state, game: str, *, num_episodes: int = 10, seed: int = 0,
+                         deterministic: bool = False, gamma: float = 0.99,
+                         max_steps: int = MAX_EPISODE_STEPS, **env_kwargs):
+  """Rolls out `agent.act` for one (unstacked) train state in `num_episodes` preprocessed games.
+
+  deterministic=False acts epsilon-greedily with the agent's config.epsilon (0.001, the paper's
+  evaluation setting). Returns `cql_jax.evaluation.EvalResult` (raw game scores, no
+  normalisation). env_kwargs go to `make_atari_env` (e.g. sticky_action_prob).
+  """
+  import jax  # pylint: disable=import-outside-toplevel
+  from cql_jax import evaluation  # pylint: disable=import-outside-toplevel
+
+  act = jax.jit(agent.act, static_argnums=3)
+  return evaluation.evaluate(
+      lambda obs, key: act(state, obs, key, deterministic), f"ALE/{game}-v5",
+      num_episodes=num_episodes, seed=seed, gamma=gamma, max_steps=max_steps,
+      make_env=lambda n: make_atari_vector_env(game, n, seed, **env_kwargs))

@@ -1,0 +1,55 @@
+"""Discrete CQL on the project's CartPole-v1 datasets `cql_jax/cartpole/<kind>-v0`.
+
+Argument "<kind>[-<algo>]": kind in cql_jax.data.cartpole.KINDS (random, medium, expert,
+medium-replay, medium-expert); algo cql (default: DQN + CQL(H), weight 1) or dqn (weight 0).
+e.g. --config=experiments/configs/cartpole.py:medium-replay or cartpole.py:medium-replay-dqn.
+The settings are those of tests/test_discrete_learning.py (RESULTS.md, issue 6).
+A missing dataset is made by cartpole.ensure_cartpole_datasets([kind], dataset.num_episodes,
+dataset.generation_seed).
+"""
+from __future__ import annotations
+
+import ml_collections
+from ml_collections import config_dict
+
+from cql_jax.data import cartpole
+from cql_jax.discrete.agent import default_discrete_config
+
+ALGOS = ("cql", "dqn")
+
+
+def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
+  """Config for one CartPole dataset kind and algorithm; see the module docstring."""
+  kind, algo = arg, "cql"
+  for name in ALGOS:
+    if arg.endswith(f"-{name}"):
+      kind, algo = arg[:-len(name) - 1], name
+  if kind not in cartpole.KINDS:
+    raise ValueError(f"bad cartpole config argument {arg!r}: expected <kind>[-<algo>] with kind "
+                     f"in {cartpole.KINDS} and algo in {ALGOS}, e.g. 'medium-replay-dqn'.")
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+
+  c.dataset = ml_collections.ConfigDict()
+  c.dataset.id = cartpole.dataset_id(kind)
+  c.dataset.kind = kind
+  c.dataset.num_episodes = config_dict.placeholder(int)  # None: cartpole.DEFAULT_EPISODES.
+  c.dataset.generation_seed = 0
+
+  c.agent = default_discrete_config()
+  c.agent.loss = "dqn"
+  c.agent.torso = "mlp"
+  c.agent.hidden_sizes = (64, 64)
+  c.agent.lr = 1e-3
+  c.agent.target_update_period = 250  # gradient steps
+  c.agent.cql_weight = 1.0 if algo == "cql" else 0.0
+
+  c.train = ml_collections.ConfigDict()
+  c.train.num_steps = 30_000
+  c.train.batch_size = 64
+  c.train.steps_per_chunk = 5_000
+  c.train.eval_every = 5_000
+  c.train.eval_episodes = 10
+  c.train.eval_deterministic = True  # greedy; CartPole needs no exploration at test time.
+  c.lock()
+  return c
