@@ -84,3 +84,30 @@ def override(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) ->
         raise  # wrong value type for an existing key: ml_collections' message says which.
       raise KeyError(unknown_key_message(config, dotted)) from None
   return config
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads "<path>.py[:arg]" the way --config does (used to explain a failed override)."""
+  import importlib.util
+  path, _, arg = spec.partition(".py:")
+  path = path if path.endswith(".py") else path + ".py"
+  module_spec = importlib.util.spec_from_file_location("_cql_jax_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def unknown_override_keys(config: ml_collections.ConfigDict, argv) -> list:
+  """Dotted keys of `--config.<key>=...` arguments in argv that `config` does not have."""
+  unknown = []
+  for token in argv:
+    if not token.startswith("--config."):
+      continue
+    dotted = token[len("--config."):].split("=", 1)[0]
+    node = config
+    for part in dotted.split("."):
+      if not isinstance(node, (ml_collections.ConfigDict, Mapping)) or part not in node:
+        unknown.append(dotted)
+        break
+      node = node[part]
+  return unknown
