@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import functools
-from typing import Callable, Dict, Optional
+from typing import Callable, Dict, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from cql_jax.data import buffer
@@ -33,33 +34,46 @@ def make_train_chunk(update: Callable, sample: Callable, num_steps: int) -> Call
 
 def compile_chunk(agent: Agent, batch_size: int, num_steps: int, num_seeds: Optional[int] = None,
                   sample: Optional[Callable] = None):
-  """jit(chunk) with the state donated; with num_seeds, states carry a leading seed axis [S].
+  """jit(chunk) with the state donated: chunk(state, data, key) -> (state, metrics).
 
-  sample(data, key) -> batch defaults to uniform sampling of flat transitions
-  (buffer.sample_batch with `batch_size`); pass another, e.g. the stacked-frame sampler of
-  cql_jax.data.dopamine_replay.sample_fn, for other data layouts. The data is shared by all
-  seeds, never copied per seed. Returns chunk(state, data, key) with one key (split per seed).
+  With num_seeds = S the state carries a leading seed axis and `key` is [S] per-seed keys
+  (see seed_keys/chunk_keys); the data is shared by all seeds, never copied per seed, and
+  metrics come back [S, num_steps]. sample(data, key) -> batch defaults to uniform sampling
+  of flat transitions (buffer.sample_batch with `batch_size`); pass another, e.g. the
+  stacked-frame sampler of cql_jax.data.dopamine_replay.sample_fn, for other data layouts.
   """
   if sample is None:
     sample = functools.partial(buffer.sample_batch, batch_size=batch_size)
   chunk = make_train_chunk(agent.update, sample, num_steps)
-  if num_seeds is None:
-    return jax.jit(chunk, donate_argnums=0)
-  seeded = jax.vmap(chunk, in_axes=(0, None, 0))
-  return jax.jit(lambda state, data, key: seeded(state, data, jax.random.split(key, num_seeds)),
-                 donate_argnums=0)
+  if num_seeds is not None:
+    chunk = jax.vmap(chunk, in_axes=(0, None, 0))
+  return jax.jit(chunk, donate_argnums=0)
+
+
+def seed_keys(seeds: Sequence[int]):
+  """Per-seed (init_keys [S], loop_keys [S]) derived from each integer seed alone.
+
+  Seed s gets the same keys whether it trains alone or inside a sweep of any size.
+  """
+  run_keys = jax.vmap(jax.random.key)(jnp.asarray(list(seeds), jnp.uint32))
+  return jax.vmap(jax.random.split, out_axes=1)(run_keys)
 
 
 def init_states(agent: Agent, key, num_seeds: Optional[int] = None):
-  """agent.init for one seed, or stacked states [S, ...] for num_seeds seeds."""
+  """agent.init(key) for one seed; with num_seeds, `key` is [S] keys and states are stacked."""
   if num_seeds is None:
     return agent.init(key)
-  return jax.vmap(agent.init)(jax.random.split(key, num_seeds))
+  return jax.vmap(agent.init)(key)
 
 
 def chunk_key(run_key, chunk_index: int):
   """Key for the chunk at `chunk_index`, derived (not carried) so a resumed run replays it."""
   return jax.random.fold_in(run_key, chunk_index)
+
+
+def chunk_keys(loop_keys, chunk_index: int):
+  """chunk_key for each of [S] per-seed loop keys."""
+  return jax.vmap(chunk_key, in_axes=(0, None))(loop_keys, chunk_index)
 
 
 def summarize(metrics: Dict[str, jax.Array]) -> Dict[str, np.ndarray]:
@@ -76,20 +90,26 @@ def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_
         on_chunk: Optional[Callable] = None, sample: Optional[Callable] = None):
   """Trains for `num_steps` gradient steps (a multiple of steps_per_chunk) and returns the state.
 
-  data: device Transition (see cql_jax.data.buffer.to_device). The chunk is compiled once.
-  sample: as in compile_chunk. on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
+  data: device Transition (see cql_jax.agents.device_data). The chunk is compiled once.
+  With num_seeds = S, seeds seed, seed+1, ..., seed+S-1 train together (vmapped) and the
+  returned state is stacked [S, ...]. sample: as in compile_chunk.
+  on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
   of updates done so far and `metrics` the per-chunk means from `summarize`.
   """
   if num_steps % steps_per_chunk:
     raise ValueError(f"num_steps={num_steps} must be a multiple of steps_per_chunk="
                      f"{steps_per_chunk}")
-  run_key = jax.random.key(seed)
-  init_key, loop_key = jax.random.split(run_key)
+  init_keys, loop_keys = seed_keys(range(seed, seed + (num_seeds or 1)))
+  if num_seeds is None:
+    init_keys, loop_keys = init_keys[0], loop_keys[0]
+    keys_for = chunk_key
+  else:
+    keys_for = chunk_keys
   if state is None:
-    state = init_states(agent, init_key, num_seeds)
+    state = init_states(agent, init_keys, num_seeds)
   chunk = compile_chunk(agent, batch_size, steps_per_chunk, num_seeds, sample)
   for i in range(num_steps // steps_per_chunk):
-    state, metrics = chunk(state, data, chunk_key(loop_key, i))
+    state, metrics = chunk(state, data, keys_for(loop_keys, i))
     if on_chunk is not None:
       on_chunk((i + 1) * steps_per_chunk, state, summarize(metrics))
   return state

@@ -95,10 +95,11 @@ def test_hyperparameters_vmap_over_one_compiled_update():
   """Seeds and α values sweep together: per-run cql_weight lives in the state."""
   c = tiny_config()
   agent = cql.make_cql_agent(c, 3, [-1.0], [1.0])
-  states = train.init_states(agent, jax.random.key(5), num_seeds=2)
+  init_keys, loop_keys = train.seed_keys([5, 6])
+  states = train.init_states(agent, init_keys, num_seeds=2)
   states = states.replace(hparams={**states.hparams, "cql_weight": jnp.array([0.0, 50.0], jnp.float32)})
   chunk = train.compile_chunk(agent, batch_size=16, num_steps=30, num_seeds=2)
-  states, metrics = chunk(states, self_loop(1.0), jax.random.key(6))
+  states, metrics = chunk(states, self_loop(1.0), train.chunk_keys(loop_keys, 0))
   q = np.asarray(metrics["critic/q_data"])[:, -1]
   # A heavy penalty pushes Q at sampled actions down relative to the data action: the
   # penalised run must end with the larger gap-closing effect, i.e. a smaller gap.

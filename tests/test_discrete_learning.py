@@ -6,7 +6,6 @@ penalty with weight 1, the baseline has weight 0. The data is the project's medi
 """
 import time
 
-import jax
 import numpy as np
 import pytest
 

@@ -1,0 +1,307 @@
+"""Experiment loop: S seeds trained in one vmapped program, evaluated, logged and checkpointed.
+
+Keys: seed s has run key jax.random.key(s), split into an init key and a loop key; chunk i uses
+train.chunk_key(loop key, i). Nothing random is carried between chunks, so a run resumed from
+the checkpoint after chunk i replays chunks i+1... exactly, and seed s gets the same keys whether
+it runs alone or inside a sweep.
+
+Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ and tb/mean/ (TensorBoard),
+checkpoints/<step>/ (orbax), results.json (written at the end).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import pathlib
+import time
+from typing import Any, Dict, Optional, Sequence
+
+import jax
+import ml_collections
+import numpy as np
+
+from cql_jax import agents
+from cql_jax import checkpoints
+from cql_jax import evaluation
+from cql_jax import train
+from cql_jax import writers
+from cql_jax.data import minari_io
+from cql_jax.data import paths
+from cql_jax.data import pendulum
+from cql_jax.types import Agent, OfflineDataset
+
+_log = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+RESULTS_FILE = "results.json"
+# Keys that may change when a run is resumed: training longer is a legitimate continuation.
+_RESUMABLE_CHANGES = ("num_steps",)
+
+
+class NonFiniteMetricError(FloatingPointError):
+  """A training metric became NaN or inf; the message names the metric, step and seed."""
+
+
+@dataclasses.dataclass
+class RunResult:
+  """state: final train state stacked on [S]; results: what results.json holds."""
+  state: Any
+  results: Dict[str, Any]
+
+
+# ---------------------------------------------------------------------------
+# Data.
+# ---------------------------------------------------------------------------
+
+
+def _missing_dataset_error(dataset_id: str, config, workdir) -> minari_io.DatasetError:
+  root = paths.datasets_root()
+  config_arg = config.get("config_arg") or "<your config file>:<variant>"
+  return minari_io.DatasetError(
+      f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). Download it "
+      f"with\n  python -m experiments.train --config={config_arg} --workdir={workdir} --download\n"
+      f"or\n  MINARI_DATASETS_PATH={root} minari download {dataset_id}\nthen launch again.")
+
+
+def _ensure_generated(dataset_id: str, config) -> None:
+  """Makes the project's own Pendulum datasets when absent (they cannot be downloaded)."""
+  name, _, version = dataset_id[len(pendulum.NAMESPACE) + 1:].rpartition("-v")
+  settings = config.get("pendulum") or ml_collections.ConfigDict()
+  pendulum.ensure_pendulum_datasets(
+      kinds=(name,), num_episodes=settings.get("num_episodes", 100), seed=settings.get("seed", 0),
+      ref_episodes=settings.get("ref_episodes", 100), version=int(version))
+
+
+def _concatenate(parts: Sequence[OfflineDataset]) -> OfflineDataset:
+  """Appends datasets of one environment (e.g. medium + expert → medium-expert)."""
+  first = parts[0]
+  for other in parts[1:]:
+    if (other.env_id, other.obs_dim, other.action_dim) != (first.env_id, first.obs_dim, first.action_dim):
+      raise minari_io.DatasetError(
+          f"cannot concatenate {first.dataset_id} and {other.dataset_id}: environments or shapes "
+          "differ; extra_dataset_ids must come from the same environment.")
+  cat = lambda *xs: np.concatenate(xs)
+  return dataclasses.replace(
+      first, dataset_id="+".join(p.dataset_id for p in parts),
+      transitions=jax.tree.map(cat, *[p.transitions for p in parts]),
+      episode_returns=cat(*[p.episode_returns for p in parts]),
+      initial_obs=cat(*[p.initial_obs for p in parts]))
+
+
+def load_data(config, download: bool = False, workdir: str = "<workdir>") -> OfflineDataset:
+  """Loads config.dataset_id (+ extra_dataset_ids) with the configured reward transform."""
+  if config.dataset_id is None:
+    raise ValueError("config.dataset_id is not set; use a domain config such as "
+                     "--config=experiments/configs/classic.py:medium.")
+  parts = []
+  for dataset_id in (config.dataset_id, *config.extra_dataset_ids):
+    if dataset_id.startswith(pendulum.NAMESPACE + "/"):
+      _ensure_generated(dataset_id, config)
+    elif not download and not paths.dataset_exists(dataset_id):
+      raise _missing_dataset_error(dataset_id, config, workdir)
+    obs_keys = config.data.obs_keys
+    parts.append(minari_io.load_dataset(
+        dataset_id, download=download, obs_keys=None if obs_keys is None else tuple(obs_keys),
+        reward_scale=config.data.reward_scale, reward_bias=config.data.reward_bias))
+  return parts[0] if len(parts) == 1 else _concatenate(parts)
+
+
+# ---------------------------------------------------------------------------
+# Pieces of the loop.
+# ---------------------------------------------------------------------------
+
+
+def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequence[int],
+                 last_checkpoint: Optional[int]) -> None:
+  """Raises NonFiniteMetricError naming the earliest NaN/inf metric of a chunk.
+
+  metrics: name -> [S, T] values of one chunk; first_step: steps done before the chunk.
+  Among metrics that break at the same step, a loss is named first.
+  """
+  bad = []
+  for name, values in metrics.items():
+    finite = np.isfinite(values)
+    if not finite.all():
+      t = int(np.flatnonzero(~finite.all(axis=0))[0])
+      s = int(np.flatnonzero(~finite[:, t])[0])
+      bad.append((t, "loss" not in name, name, s, float(values[s, t])))
+  if not bad:
+    return
+  bad.sort()
+  t, _, name, s, value = bad[0]
+  others = sorted({b[2] for b in bad} - {name})
+  resume = (f"the last good checkpoint is step {last_checkpoint}" if last_checkpoint is not None
+            else "no checkpoint was written yet")
+  raise NonFiniteMetricError(
+      f"Training diverged: metric '{name}' is {value} at step {first_step + t + 1} "
+      f"(seed {seeds[s]}). Also non-finite in this chunk: {others or 'nothing else'}. The broken "
+      f"state was not checkpointed ({resume}). Check the reward scale (config.data.reward_scale), "
+      "lower the learning rates (config.agent.*_lr) or raise config.agent.cql.weight.")
+
+
+def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
+                   gamma: float):
+  """evaluate(states [S, ...], seed) -> {"eval/return": [S], "eval/normalized_score": [S], ...}.
+
+  All S·num_episodes episodes run in one vector env and one vmapped act call per env step;
+  seed slot k owns env slots [k·num_episodes, (k+1)·num_episodes).
+  """
+  if dataset.env_id is None:
+    raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
+  act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=True), in_axes=(0, 0, None)))
+
+  def run(states, seed: int) -> Dict[str, np.ndarray]:
+    def policy(obs, key):
+      obs = obs.reshape(num_seeds, num_episodes, *obs.shape[1:])
+      action = np.asarray(act(states, obs, key))
+      return action.reshape(num_seeds * num_episodes, *action.shape[2:])
+    result = evaluation.evaluate(
+        policy, dataset.env_id, num_episodes=num_seeds * num_episodes, seed=seed, gamma=gamma,
+        env_kwargs=dataset.env_kwargs, ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score)
+    per_seed = lambda x: np.asarray(x, np.float64).reshape(num_seeds, num_episodes).mean(axis=1)
+    out = {"eval/return": per_seed(result.returns), "eval/length": per_seed(result.lengths)}
+    if result.normalized is not None:
+      out["eval/normalized_score"] = per_seed(result.normalized)
+    return out
+  return run
+
+
+def _config_json(config) -> dict:
+  return json.loads(config.to_json_best_effort())
+
+
+def _diff(saved: dict, new: dict, prefix: str = "") -> list:
+  keys = sorted(set(saved) | set(new))
+  out = []
+  for k in keys:
+    a, b = saved.get(k), new.get(k)
+    if isinstance(a, dict) and isinstance(b, dict):
+      out += _diff(a, b, f"{prefix}{k}.")
+    elif a != b:
+      out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+  return out
+
+
+def _prepare_workdir(workdir: pathlib.Path, config, seeds, resume: bool) -> None:
+  """Writes config.json, or on resume checks that the run's config and seeds still match."""
+  saved_path = workdir / CONFIG_FILE
+  new = {"config": _config_json(config), "seeds": list(seeds)}
+  if saved_path.exists():
+    if not resume:
+      raise FileExistsError(
+          f"{workdir} already holds a run ({CONFIG_FILE} exists). Pass --resume to continue it, "
+          "or choose a new --workdir.")
+    saved = json.loads(saved_path.read_text())
+    if saved["seeds"] != new["seeds"]:
+      raise ValueError(f"--seeds={','.join(map(str, seeds))} differs from the run's seeds "
+                       f"{saved['seeds']} in {workdir}; resume with the same seeds.")
+    changes = [d for d in _diff(saved["config"], new["config"])
+               if d.split(":")[0] not in _RESUMABLE_CHANGES]
+    if changes:
+      raise ValueError(f"cannot resume {workdir} with a different config; changed: {changes}. "
+                       f"Only {_RESUMABLE_CHANGES} may change on resume.")
+  workdir.mkdir(parents=True, exist_ok=True)
+  writers.atomic_write_json(saved_path, new)
+
+
+def _check_schedule(config) -> None:
+  k = config.steps_per_chunk
+  for name in ("num_steps", "eval_every", "checkpoint_every"):
+    if config[name] <= 0 or config[name] % k:
+      raise ValueError(f"config.{name}={config[name]} must be a positive multiple of "
+                       f"config.steps_per_chunk={k}.")
+
+
+# ---------------------------------------------------------------------------
+# The run.
+# ---------------------------------------------------------------------------
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequence[int] = (0,),
+                       resume: bool = False, *, download: bool = False,
+                       progress: bool = True) -> RunResult:
+  """Trains len(seeds) seeds of `config` together and writes everything under `workdir`.
+
+  Args:
+    config: a domain config (experiments/configs/<domain>.py).
+    workdir: run directory (created).
+    seeds: integer seeds; all train in one vmapped program.
+    resume: continue from the latest checkpoint in `workdir` (or start if there is none).
+    download: let Minari download missing datasets.
+    progress: show a tqdm bar with steps/s and the latest mean evaluation score.
+
+  Returns:
+    RunResult with the final state (stacked on [S]) and the results.json contents.
+  """
+  seeds = [int(s) for s in seeds]
+  if not seeds or len(set(seeds)) != len(seeds):
+    raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
+  _check_schedule(config)
+  workdir = pathlib.Path(workdir)
+  _prepare_workdir(workdir, config, seeds, resume)
+  dataset = load_data(config, download, str(workdir))
+  agent = agents.make_agent(config.agent, dataset)
+  data = agents.device_data(dataset)
+  num_seeds, k = len(seeds), config.steps_per_chunk
+  num_chunks = config.num_steps // k
+
+  init_keys, loop_keys = train.seed_keys(seeds)
+  state = jax.jit(jax.vmap(agent.init))(init_keys)
+  chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_seeds)
+  chunk_keys = jax.jit(train.chunk_keys)
+  evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma)
+
+  ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
+  start_chunk = 0
+  if resume and ckpt.latest_step() is not None:
+    state, meta = ckpt.restore(state)
+    start_chunk = int(meta["next_chunk"])
+    _log.info("resumed %s at step %d", workdir, start_chunk * k)
+  last_checkpoint = start_chunk * k if start_chunk else None
+  writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
+  writer = writers.MetricWriter(workdir, seeds, purge_step=start_chunk * k + 1 if resume else None)
+  history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
+             for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
+
+  from tqdm import tqdm  # local: only the runner draws a bar.
+  bar = tqdm(total=config.num_steps, initial=start_chunk * k, unit="step", disable=not progress,
+             desc=dataset.dataset_id, dynamic_ncols=True)
+  started = time.time()
+  try:
+    for index in range(start_chunk, num_chunks):
+      t0 = time.time()
+      keys = chunk_keys(loop_keys, index)
+      state, metrics = chunk(state, data, keys)
+      metrics = jax.device_get(metrics)  # name -> [S, k]
+      check_finite(metrics, index * k, seeds, last_checkpoint)
+      step = (index + 1) * k
+      seconds = time.time() - t0
+      writer.write(step, "train", {n: v.mean(axis=-1) for n, v in metrics.items()},
+                   steps_per_second=k / seconds)
+      bar.update(k)
+      if step % config.eval_every == 0 or step == config.num_steps:
+        scores = evaluate(state, config.eval_seed)
+        writer.write(step, "eval", scores)
+        history.append({"step": step, **{n: v.tolist() for n, v in scores.items()}})
+        key = "eval/normalized_score" if "eval/normalized_score" in scores else "eval/return"
+        bar.set_postfix({key.split("/")[1]: f"{scores[key].mean():.1f}"})
+      if step % config.checkpoint_every == 0 or step == config.num_steps:
+        writer.flush()
+        ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds})
+        last_checkpoint = step
+  finally:
+    bar.close()
+    writer.close()
+    ckpt.close()
+
+  final = history[-1] if history else {}
+  results = {
+      "dataset_id": dataset.dataset_id, "config_arg": config.get("config_arg"), "seeds": seeds,
+      "num_steps": config.num_steps, "final": final,
+      "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
+      "evals": history, "wall_seconds_this_session": time.time() - started,
+  }
+  writers.atomic_write_json(workdir / RESULTS_FILE, results)
+  return RunResult(state=state, results=results)

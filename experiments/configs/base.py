@@ -1,0 +1,113 @@
+"""Settings shared by every domain; each experiments/configs/<domain>.py starts from get_config().
+
+Also holds the config helpers the entry point and tests use: a readable error for an unknown
+override key (absl only says "Unknown command line flag") and `override` for dotted updates.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any, Mapping
+
+import ml_collections
+from ml_collections import config_dict
+
+from cql_jax.agents import cql
+
+
+def get_config() -> ml_collections.ConfigDict:
+  """Unlocked base config; domain files override it and lock it."""
+  c = ml_collections.ConfigDict()
+  c.dataset_id = config_dict.placeholder(str)   # Minari id, e.g. "mujoco/hopper/medium-v0".
+  # Further ids whose transitions are appended (D4RL's medium-expert = medium + expert).
+  c.extra_dataset_ids = ()
+  # "<config file>:<variant>", so a missing-dataset error can print the exact relaunch command.
+  c.config_arg = config_dict.placeholder(str)
+
+  c.data = ml_collections.ConfigDict()
+  c.data.reward_scale = 1.0                      # reward ← reward·scale + bias (training only).
+  c.data.reward_bias = 0.0
+  c.data.obs_keys = config_dict.placeholder(tuple)  # dict observations: keys to concatenate.
+
+  c.agent = cql.default_config()
+  # Public CQL code backs up without the entropy term (official deterministic_backup,
+  # JaxCQL/CORL backup_entropy=False); REFERENCE.md §1.
+  c.agent.backup_entropy = False
+
+  c.num_steps = 1_000_000        # gradient steps per seed.
+  c.steps_per_chunk = 1000       # updates per compiled call; also the training-log interval.
+  c.batch_size = 256
+  c.eval_every = 10_000          # gradient steps; a multiple of steps_per_chunk.
+  c.eval_episodes = 10           # per seed.
+  c.eval_seed = 1_000_000        # env reset seed of evaluation (kept apart from training seeds).
+  c.checkpoint_every = 50_000    # gradient steps; a multiple of steps_per_chunk.
+  c.keep_checkpoints = 3         # last N checkpoints kept.
+  return c
+
+
+def unknown_key_message(config: ml_collections.ConfigDict, dotted_key: str) -> str:
+  """Explains why `dotted_key` (e.g. "agent.cql.wieght") is not in `config` and lists valid keys."""
+  node, prefix = config, "config"
+  for part in dotted_key.split("."):
+    if isinstance(node, (ml_collections.ConfigDict, Mapping)) and part in node:
+      node, prefix = node[part], f"{prefix}.{part}"
+      continue
+    if not isinstance(node, (ml_collections.ConfigDict, Mapping)):
+      return (f"Unknown config key '{dotted_key}': {prefix} is a value "
+              f"({type(node).__name__}), not a group, so it has no field '{part}'.")
+    valid = sorted(node.keys())
+    close = difflib.get_close_matches(part, valid, n=1)
+    hint = f" Did you mean '{close[0]}'?" if close else ""
+    return (f"Unknown config key '{dotted_key}': {prefix} has no field '{part}'.{hint} "
+            f"Valid keys of {prefix}: {', '.join(valid)}. Configs are locked so a misspelt "
+            "override cannot silently add a new field.")
+  return f"config key '{dotted_key}' exists"
+
+
+def override(config: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> ml_collections.ConfigDict:
+  """Returns a copy of `config` with dotted keys set, e.g. {"agent.cql.weight": 10.0}.
+
+  Raises KeyError with the valid keys when a key does not exist (the copy stays locked).
+  """
+  config = config.copy_and_resolve_references()
+  config.lock()
+  for dotted, value in overrides.items():
+    *parents, leaf = dotted.split(".")
+    node = config
+    try:
+      for part in parents:
+        node = node[part]
+      if leaf not in node:
+        raise KeyError(leaf)
+      node[leaf] = value
+    except (KeyError, AttributeError, TypeError) as e:
+      if isinstance(e, TypeError) and leaf in node:
+        raise  # wrong value type for an existing key: ml_collections' message says which.
+      raise KeyError(unknown_key_message(config, dotted)) from None
+  return config
+
+
+def load_config_file(spec: str) -> ml_collections.ConfigDict:
+  """Loads "<path>.py[:arg]" the way --config does (used to explain a failed override)."""
+  import importlib.util
+  path, _, arg = spec.partition(".py:")
+  path = path if path.endswith(".py") else path + ".py"
+  module_spec = importlib.util.spec_from_file_location("_cql_jax_config", path)
+  module = importlib.util.module_from_spec(module_spec)
+  module_spec.loader.exec_module(module)
+  return module.get_config(arg) if arg else module.get_config()
+
+
+def unknown_override_keys(config: ml_collections.ConfigDict, argv) -> list:
+  """Dotted keys of `--config.<key>=...` arguments in argv that `config` does not have."""
+  unknown = []
+  for token in argv:
+    if not token.startswith("--config."):
+      continue
+    dotted = token[len("--config."):].split("=", 1)[0]
+    node = config
+    for part in dotted.split("."):
+      if not isinstance(node, (ml_collections.ConfigDict, Mapping)) or part not in node:
+        unknown.append(dotted)
+        break
+      node = node[part]
+  return unknown

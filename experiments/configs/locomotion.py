@@ -1,0 +1,58 @@
+"""MuJoCo locomotion (hopper, halfcheetah, walker2d) on Minari's `mujoco/<env>/<kind>-v0` data.
+
+Variants are "<env>-<kind>", e.g. hopper-medium-expert. Minari's locomotion sets are NOT the D4RL
+ones (REFERENCE.md §4): they were regenerated on Gymnasium MuJoCo v5 with SB3 policies and carry
+their own reference scores, so D4RL/paper numbers do not transfer. The id mapping chosen here:
+  <env>-random        -> mujoco/<env>/random-v0
+  <env>-simple        -> mujoco/<env>/simple-v0      (Minari only)
+  <env>-medium        -> mujoco/<env>/medium-v0
+  <env>-expert        -> mujoco/<env>/expert-v0
+  <env>-medium-expert -> mujoco/<env>/medium-v0 + mujoco/<env>/expert-v0, concatenated (that is
+                         how D4RL built medium-expert; Minari has no such set)
+  <env>-medium-replay -> no Minari equivalent (there is no stored replay buffer); refused with an
+                         error rather than silently mapped to a different kind of data.
+Hyperparameters: official/CORL/d3rlpy 3x256 networks, π lr 1e-4, Q lr 3e-4, fixed α = 5
+(JaxCQL, d3rlpy; CORL uses 10), batch 256, 1M steps, deterministic backup (REFERENCE.md §1).
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from experiments.configs import base
+
+ENVS = ("hopper", "halfcheetah", "walker2d")
+KINDS = ("random", "simple", "medium", "expert", "medium-expert", "medium-replay")
+
+
+def dataset_ids(env: str, kind: str) -> tuple:
+  """Minari ids for a variant; the first is the main one, the rest are appended."""
+  if kind == "medium-replay":
+    raise ValueError(
+        f"{env}-medium-replay has no Minari counterpart: Minari's mujoco namespace stores no "
+        "replay buffers (REFERENCE.md §4). Use one of " + ", ".join(
+            f"{env}-{k}" for k in KINDS if k != "medium-replay")
+        + ", or set --config.dataset_id to a Minari id you have.")
+  if kind == "medium-expert":
+    return (f"mujoco/{env}/medium-v0", f"mujoco/{env}/expert-v0")
+  return (f"mujoco/{env}/{kind}-v0",)
+
+
+def get_config(variant: str = "hopper-medium") -> ml_collections.ConfigDict:
+  env, _, kind = variant.partition("-")
+  if env not in ENVS or kind not in KINDS:
+    raise ValueError(f"unknown locomotion variant '{variant}'; expected <env>-<kind> with env in "
+                     f"{ENVS} and kind in {KINDS}, e.g. hopper-medium-expert.")
+  ids = dataset_ids(env, kind)
+  c = base.get_config()
+  c.dataset_id = ids[0]
+  c.extra_dataset_ids = ids[1:]
+  c.config_arg = f"experiments/configs/locomotion.py:{variant}"
+  c.agent.actor_hidden_sizes = (256, 256, 256)
+  c.agent.critic_hidden_sizes = (256, 256, 256)
+  c.agent.actor_lr = 1e-4
+  c.agent.critic_lr = 3e-4
+  c.agent.alpha_lr = 1e-4
+  c.agent.cql.weight = 5.0
+  c.num_steps = 1_000_000
+  c.lock()
+  return c
