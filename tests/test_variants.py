@@ -224,3 +224,35 @@ def test_unknown_variant_raises():
   config.cql.variant = "bogus"
   with pytest.raises(ValueError, match="cql.variant"):
     make(config)
+
+
+# ----------------------------------------------------------------------------- experiment helpers
+
+
+def test_pendulum_state_round_trips_through_the_env():
+  import gymnasium as gym
+  from experiments import table4
+  theta = np.array([-3.0, -0.4, 0.0, 1.2, 3.1])
+  obs = np.stack([np.cos(theta), np.sin(theta), np.linspace(-6, 6, 5)], axis=-1)
+  np.testing.assert_allclose(table4.pendulum_state_from_obs(obs)[:, 0], theta, atol=1e-12)
+  env = gym.make("Pendulum-v1").unwrapped
+  env.reset(seed=0)
+  for o in obs:
+    table4.set_pendulum_state(env, o)
+    np.testing.assert_allclose(env._get_obs(), o, atol=1e-6)   # pylint: disable=protected-access
+    # Zero torque from rest-free state: the next velocity follows θ̈ = 15 sin θ (dt 0.05).
+    next_obs = env.step(np.zeros(1, np.float32))[0]
+    want_vel = np.clip(o[2] + 0.05 * 15.0 * np.sin(np.arctan2(o[1], o[0])), -8, 8)
+    np.testing.assert_allclose(next_obs[2], want_vel, rtol=1e-5, atol=1e-5)
+  env.close()
+
+
+def test_write_section_replaces_only_its_section(tmp_path):
+  from experiments import results_md
+  path = tmp_path / "R.md"
+  path.write_text("## A\n\nold a\n\n## B\n\nkeep b\n")
+  results_md.write_section(str(path), "## A", "new a")
+  results_md.write_section(str(path), "## C", "c")
+  text = path.read_text()
+  assert "old a" not in text and "new a" in text and "keep b" in text
+  assert text.index("## A") < text.index("## B") < text.index("## C")
