@@ -4,8 +4,9 @@ Offline SAC is `cql.weight = 0` (with `num_critics` = E for the ensemble-min bas
 Lagrangian α′ is `cql.lagrange = True`; a BC warm-start is `bc_steps > 0` and pure behaviour
 cloning `algorithm = "bc"`. The penalty's soft-maximum is chosen by `cql.variant` (CQL(H),
 CQL(ρ), the non-IS form, or μ = π) and Eq. 1 is `cql.maximize_data_term = False`.
-`policy_evaluation = True` trains only the critic of a fixed policy (conservative OPE). Everything that may be swept (α, τ, γ, Polyak rate, learning rates) lives in the
-state as arrays, so seeds and hyperparameters can be vmapped over one compiled update.
+`policy_evaluation = True` trains only the critic of a fixed policy (conservative OPE);
+`max_backup = True` is the max-over-samples target. Everything that may be swept (α, τ, γ,
+Polyak rate, learning rates) lives in the state as arrays, so seeds and hyperparameters can be vmapped over one compiled update.
 """
 from __future__ import annotations
 
