@@ -6,7 +6,8 @@ cloning `algorithm = "bc"`. The penalty's soft-maximum is chosen by `cql.variant
 CQL(ρ), the non-IS form, or μ = π) and Eq. 1 is `cql.maximize_data_term = False`.
 `policy_evaluation = True` trains only the critic of a fixed policy (conservative OPE);
 `max_backup = True` is the max-over-samples target. Everything that may be swept (α, τ, γ,
-Polyak rate, learning rates) lives in the state as arrays, so seeds and hyperparameters can be vmapped over one compiled update.
+Polyak rate, learning rates) lives in the state as arrays, so seeds and hyperparameters can be
+vmapped over one compiled update.
 """
 from __future__ import annotations
 
