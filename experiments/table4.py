@@ -45,6 +45,8 @@ flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and 
 flags.DEFINE_integer("batch_size", 256, "Batch size.")
 flags.DEFINE_float("cql_weight", 5.0, "α of Eq. 4 for the CQL methods.")
 flags.DEFINE_float("actor_lr", 3e-4, "Actor learning rate.")
+flags.DEFINE_float("gamma", 0.99, "Discount of the critic and of the true return.")
+flags.DEFINE_float("polyak", 5e-3, "Target-critic Polyak rate.")
 flags.DEFINE_integer("value_samples", 100, "Policy samples M per initial state for V̂.")
 flags.DEFINE_integer("horizon", 1000, "Rollout length for the true discounted return.")
 flags.DEFINE_bool("write_results", False, "Write the table into RESULTS.md.")
@@ -117,6 +119,8 @@ def base_config():
   config.critic_hidden_sizes = (FLAGS.hidden, FLAGS.hidden)
   config.actor_lr = FLAGS.actor_lr
   config.cql.weight = FLAGS.cql_weight
+  config.gamma = FLAGS.gamma
+  config.polyak = FLAGS.polyak
   config.backup_entropy = False  # Q in reward units, comparable with the discounted return.
   return config
 
@@ -174,10 +178,12 @@ def main(argv):
     body = f"""Command (2-core shared CPU, JAX CPU backend):
 
     PYTHONPATH=$PWD MINARI_DATASETS_PATH=/work/main/data/minari python -m experiments.table4 \\
-      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --write_results
+      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} \
+      --gamma={FLAGS.gamma} --polyak={FLAGS.polyak} --horizon={FLAGS.horizon} --write_results
 
 Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr},
-{FLAGS.num_steps} gradient steps, {FLAGS.num_seeds} seeds (vmapped), γ = 0.99, deterministic backup (no
+{FLAGS.num_steps} gradient steps, {FLAGS.num_seeds} seeds (vmapped), γ = {FLAGS.gamma}, Polyak rate
+{FLAGS.polyak}, deterministic backup (no
 entropy in the target). CQL(H) and CQL (Eq. 1) use α = {FLAGS.cql_weight} with two critics; Ensemble(E)
 is offline SAC (α = 0) with the min over E critics. Predicted = E_{{s~D0}}[E_{{a~π}}[min_E Q(s, a)]]
 ({FLAGS.value_samples} policy samples per state, D0 = the dataset's 100 initial states); true = the
