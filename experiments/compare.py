@@ -92,7 +92,7 @@ def main(argv):
     body = f"""Command (2-core shared CPU, JAX CPU backend):
 
     PYTHONPATH=$PWD MINARI_DATASETS_PATH=/work/main/data/minari python -m experiments.compare \\
-      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --write_results
+      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --eval_episodes={FLAGS.eval_episodes} --write_results
 
 Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr},
 critic lr 3e-4, {FLAGS.num_steps} gradient steps (a short budget for a shared CPU; the paper trains 1M),
