@@ -178,8 +178,8 @@ def main(argv):
     body = f"""Command (2-core shared CPU, JAX CPU backend):
 
     PYTHONPATH=$PWD MINARI_DATASETS_PATH=/work/main/data/minari python -m experiments.table4 \\
-      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} \
-      --gamma={FLAGS.gamma} --polyak={FLAGS.polyak} --horizon={FLAGS.horizon} --write_results
+      --num_steps={FLAGS.num_steps} --steps_per_chunk={FLAGS.steps_per_chunk} \\
+      --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --gamma={FLAGS.gamma} --polyak={FLAGS.polyak} --horizon={FLAGS.horizon} --write_results
 
 Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr},
 {FLAGS.num_steps} gradient steps, {FLAGS.num_seeds} seeds (vmapped), γ = {FLAGS.gamma}, Polyak rate
