@@ -1,6 +1,6 @@
 """Pure loss maths for actor-critic CQL. No parameters, no networks: arrays in, (loss, info) out.
 
-Shape letters: B batch, M sampled actions per state, E critics.
+Shape letters: B batch, M or N sampled actions per state, E critics.
 Every function's `info` is a flat dict of scalar arrays for logging.
 """
 from __future__ import annotations
@@ -22,6 +22,25 @@ def soft_td_target(next_q, reward, discount, gamma, next_log_prob=None, entropy_
   v_next = jnp.min(next_q, axis=0)
   if next_log_prob is not None:
     v_next = v_next - entropy_alpha * next_log_prob
+  return jax.lax.stop_gradient(reward + gamma * discount * v_next)
+
+
+def max_backup_td_target(next_q, reward, discount, gamma, next_log_prob=None,
+                         entropy_alpha=0.0):
+  """Max-backup Bellman target r + γ·d·max_N (min_E Q'(s', a'_n) − α·log π(a'_n|s')).
+
+  As JaxCQL: the minimum over critics first, then the maximum over the N policy samples
+  a'_n ~ π(·|s'); the entropy term is that of the chosen (argmax) action.
+  next_q: [E, B, N] target-critic values; next_log_prob: [B, N] or None (deterministic backup).
+  reward, discount: [B]. Returns the target [B], with gradients stopped.
+  """
+  chex.assert_rank([next_q, reward, discount], [3, 1, 1])
+  min_q = jnp.min(next_q, axis=0)                                       # [B, N]
+  best = jnp.argmax(min_q, axis=-1)                                     # [B]
+  v_next = jnp.take_along_axis(min_q, best[:, None], axis=-1)[:, 0]
+  if next_log_prob is not None:
+    chex.assert_equal_shape([min_q, next_log_prob])
+    v_next = v_next - entropy_alpha * jnp.take_along_axis(next_log_prob, best[:, None], axis=-1)[:, 0]
   return jax.lax.stop_gradient(reward + gamma * discount * v_next)
 
 
@@ -59,14 +78,33 @@ def importance_sampled_logsumexp(q_samples, log_density, temperature=1.0,
   return temperature * lse
 
 
-def cql_gap(soft_max_q, q_data):
-  """CQL(H) penalty before weighting: E_s[soft-max_a Q(s,a)] − E_{s,a~D}[Q(s,a)].
+def policy_logmeanexp(q_samples, temperature=1.0):
+  """CQL(ρ) soft-maximum: T·log E_{a~ρ}[exp(Q(s, a)/T)] from N samples a_n ~ ρ(·|s).
 
+  With R(μ) = −KL(μ‖ρ) in Eq. 3, max_μ E_μ[Q] − KL(μ‖ρ) = log E_ρ[exp Q] (attained at
+  μ ∝ ρ·exp Q), so this is the exact value of the inner maximisation, estimated with the
+  sampling distribution ρ itself: no importance weights, and log N is subtracted so that the
+  estimate is a log-*mean*-exp (consistent; its offset matters for a Lagrangian target gap).
+  Its gradient in Q is the self-normalised weight softmax_n(Q_n/T), i.e. the "exponentially
+  weighted average of Q" of the paper's Section 3.2.
+
+  q_samples: [E, B, N] Q at the N sampled actions. Returns [E, B].
+  """
+  chex.assert_rank(q_samples, 3)
+  lse = jax.nn.logsumexp(q_samples / temperature, axis=-1)
+  return temperature * (lse - jnp.log(q_samples.shape[-1]))
+
+
+def cql_gap(soft_max_q, q_data, maximize_data_term=True):
+  """CQL penalty before weighting: E_s[soft-max_a Q(s,a)] − E_{s,a~D}[Q(s,a)] (Eq. 2–4).
+
+  With maximize_data_term=False the data term is dropped and the "gap" is E_s[soft-max_a Q],
+  the minimise-only penalty of Eq. 1, which lower-bounds Q point-wise but more loosely.
   soft_max_q, q_data: [E, B]. Returns (gap [E], info).
   """
   chex.assert_rank([soft_max_q, q_data], [2, 2])
   chex.assert_equal_shape([soft_max_q, q_data])
-  gap = jnp.mean(soft_max_q - q_data, axis=-1)
+  gap = jnp.mean(soft_max_q - q_data if maximize_data_term else soft_max_q, axis=-1)
   return gap, {
       "cql/soft_max_q": jnp.mean(soft_max_q),
       "cql/q_data": jnp.mean(q_data),

@@ -1,8 +1,13 @@
 """Actor-critic CQL on SAC (Kumar et al. 2020, Algorithm 1 with Eq. 4), as one configurable path.
 
-Offline SAC is `cql.weight = 0`; the Lagrangian α′ is `cql.lagrange = True`; a BC warm-start is
-`bc_steps > 0`. Everything that may be swept (α, τ, γ, Polyak rate, learning rates) lives in the
-state as arrays, so seeds and hyperparameters can be vmapped over one compiled update.
+Offline SAC is `cql.weight = 0` (with `num_critics` = E for the ensemble-min baseline); the
+Lagrangian α′ is `cql.lagrange = True`; a BC warm-start is `bc_steps > 0` and pure behaviour
+cloning `algorithm = "bc"`. The penalty's soft-maximum is chosen by `cql.variant` (CQL(H),
+CQL(ρ), the non-IS form, or μ = π) and Eq. 1 is `cql.maximize_data_term = False`.
+`policy_evaluation = True` trains only the critic of a fixed policy (conservative OPE);
+`max_backup = True` is the max-over-samples target. Everything that may be swept (α, τ, γ,
+Polyak rate, learning rates) lives in the state as arrays, so seeds and hyperparameters can be
+vmapped over one compiled update.
 """
 from __future__ import annotations
 
@@ -36,12 +41,23 @@ def default_config() -> ml_collections.ConfigDict:
   c.target_entropy = ml_collections.config_dict.placeholder(float)  # None → −|A|.
   c.backup_entropy = True      # subtract α·log π(a'|s') in the Bellman target.
   c.bc_steps = 0               # policy trained by behaviour cloning for this many steps first.
+  c.algorithm = "cql"          # "cql"; or "bc": actor trained by BC alone, critic never touched.
+  c.policy_evaluation = False  # critic of the fixed actor in the state; actor and α frozen.
+  c.max_backup = False         # target max over backup_num_samples a' ~ π(s') of min_E Q'.
+  c.backup_num_samples = 10
   c.log_std_min = -5.0
   c.log_std_max = 2.0
   c.cql = ml_collections.ConfigDict()
   c.cql.weight = 5.0           # α of Eq. 4 (a.k.a. min_q_weight); 0 gives offline SAC.
   c.cql.num_samples = 10       # N actions per source: uniform, π(·|s), π(·|s').
   c.cql.temperature = 1.0
+  # Soft-maximum term of the penalty, E_s[·] of:
+  #   "H":     T·log ∫ exp(Q/T) da, importance-sampled from uniform, π(s) and π(s') (Eq. 4).
+  #   "rho":   T·log E_{a~π(s)}[exp(Q/T)], ρ = the current (previous-iterate) policy, no IS.
+  #   "nonis": T·logsumexp of raw Q over uniform, data, π(s), π(s') (public min_q_version=2).
+  #   "pi":    E_{a~π(s)}[Q], μ = π exactly (Eq. 1/2 as written; for policy evaluation).
+  c.cql.variant = "H"
+  c.cql.maximize_data_term = True  # False: Eq. 1 (no −E_D[Q] term), a point-wise lower bound.
   c.cql.subtract_log_num_samples = False  # keep public code's offset so its τ values port.
   c.cql.lagrange = False       # learn α′ by dual descent so the gap approaches target_gap.
   c.cql.target_gap = 5.0       # τ of the Lagrangian version.
@@ -70,6 +86,9 @@ class CQLState(flax.struct.PyTreeNode):
   step: jax.Array
 
 
+VARIANTS = ("H", "rho", "nonis", "pi")
+
+
 def _adam(lr):
   return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
 
@@ -91,7 +110,15 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
                      "bounds. Pass finite action_low/action_high.")
   action_dim = int(action_low.shape[0])
   cfg = config
+  if cfg.algorithm not in ("cql", "bc"):
+    raise ValueError(f"algorithm must be 'cql' or 'bc', got {cfg.algorithm!r}")
+  if cfg.cql.variant not in VARIANTS:
+    raise ValueError(f"cql.variant must be one of {VARIANTS}, got {cfg.cql.variant!r}")
+  if cfg.algorithm == "bc" and cfg.policy_evaluation:
+    raise ValueError("policy_evaluation trains a critic; it cannot be combined with algorithm='bc'")
   num_samples = int(cfg.cql.num_samples)
+  train_critic = cfg.algorithm != "bc"
+  train_actor = not cfg.policy_evaluation
   use_penalty = bool(cfg.cql.lagrange) or float(cfg.cql.weight) != 0.0
   target_entropy = (-float(action_dim) if cfg.target_entropy is None else float(cfg.target_entropy))
 
@@ -128,13 +155,22 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
     hp = state.hparams
     entropy_alpha = jnp.exp(state.log_alpha)
 
-    next_action, next_log_prob = policy_samples(state.actor_params, batch.next_obs, target_key, 1)
-    next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)[..., 0]
-    target = losses.soft_td_target(
-        next_q, batch.reward, batch.discount, hp["gamma"],
-        next_log_prob[:, 0] if cfg.backup_entropy else None, entropy_alpha)
+    if cfg.max_backup:
+      next_action, next_log_prob = policy_samples(state.actor_params, batch.next_obs, target_key,
+                                                  int(cfg.backup_num_samples))
+      next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)  # [E, B, N]
+      target = losses.max_backup_td_target(
+          next_q, batch.reward, batch.discount, hp["gamma"],
+          next_log_prob if cfg.backup_entropy else None, entropy_alpha)
+    else:
+      next_action, next_log_prob = policy_samples(state.actor_params, batch.next_obs, target_key, 1)
+      next_q = critic.apply(state.target_critic_params, batch.next_obs, next_action)[..., 0]
+      target = losses.soft_td_target(
+          next_q, batch.reward, batch.discount, hp["gamma"],
+          next_log_prob[:, 0] if cfg.backup_entropy else None, entropy_alpha)
 
-    if use_penalty:
+    log_density = None
+    if use_penalty and cfg.cql.variant in ("H", "nonis"):
       batch_size = batch.obs.shape[0]
       rand = jax.random.uniform(rand_key, (batch_size, num_samples, action_dim), minval=-1., maxval=1.)
       rand_log_density = jnp.full((batch_size, num_samples), -action_dim * jnp.log(2.0))
@@ -144,10 +180,30 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
       proposals = jax.lax.stop_gradient(jnp.concatenate([rand, pi_a, pi_next_a], axis=1))
       log_density = jnp.concatenate([rand_log_density, pi_logp, pi_next_logp], axis=1)
       actions = jnp.concatenate([batch.action[:, None, :], proposals], axis=1)   # [B, 1+3N, A]
+    elif use_penalty:
+      # "rho" and "pi" need only samples of the policy at s: ρ = μ = the current actor, which
+      # is the previous iterate π̂^{k−1} relative to the actor step that follows.
+      del rand_key, pi_next_key
+      pi_a, _ = policy_samples(state.actor_params, batch.obs, pi_key, num_samples)
+      actions = jnp.concatenate([batch.action[:, None, :], jax.lax.stop_gradient(pi_a)], axis=1)
     else:
       actions = batch.action[:, None, :]
     alpha_prime = (jnp.clip(jnp.exp(state.log_alpha_prime), 0.0, cfg.cql.alpha_prime_max)
                    if cfg.cql.lagrange else None)
+
+    def soft_maximum(q_all, log_density):
+      """q_all: [E, B, 1+M] with the data action first -> [E, B] for the configured variant."""
+      variant, temp = cfg.cql.variant, cfg.cql.temperature
+      if variant == "H":
+        return losses.importance_sampled_logsumexp(
+            q_all[..., 1:], log_density, temp, cfg.cql.subtract_log_num_samples)
+      if variant == "nonis":
+        # Raw Q (no densities) over all 3N+1 actions, the data action included, as public code.
+        return losses.importance_sampled_logsumexp(
+            q_all, jnp.zeros(q_all.shape[1:]), temp, cfg.cql.subtract_log_num_samples)
+      if variant == "rho":
+        return losses.policy_logmeanexp(q_all[..., 1:], temp)
+      return jnp.mean(q_all[..., 1:], axis=-1)                                   # "pi"
 
     def loss_fn(critic_params):
       q_all = critic.apply(critic_params, batch.obs, actions)                   # [E, B, 1(+3N)]
@@ -155,9 +211,8 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
       loss, info = losses.bellman_error(q_data, target)
       gap = jnp.zeros((q_all.shape[0],))
       if use_penalty:
-        soft_max_q = losses.importance_sampled_logsumexp(
-            q_all[..., 1:], log_density, cfg.cql.temperature, cfg.cql.subtract_log_num_samples)
-        gap, gap_info = losses.cql_gap(soft_max_q, q_data)
+        soft_max_q = soft_maximum(q_all, log_density)
+        gap, gap_info = losses.cql_gap(soft_max_q, q_data, cfg.cql.maximize_data_term)
         penalty, _, pen_info = losses.cql_penalty(gap, hp["cql_weight"], alpha_prime, hp["target_gap"])
         loss = loss + penalty
         info = {**info, **gap_info, **pen_info}
@@ -187,6 +242,12 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
       mean, log_std = actor.apply(actor_params, batch.obs)
       a, log_prob = networks.sample_tanh_gaussian(mean, log_std, key, 1)
       log_prob = log_prob[:, 0]
+      if cfg.algorithm == "bc":
+        # No critic exists to score a: skip its forward pass entirely.
+        log_prob_data = networks.tanh_gaussian_log_prob_of_action(
+            mean, log_std, batch.action[:, None, :])[:, 0]
+        bc_loss, info = losses.bc_actor_loss(log_prob_data, log_prob, entropy_alpha)
+        return bc_loss, ({**info, "actor/entropy": -jnp.mean(log_prob)}, log_prob)
       q_pi = critic.apply(state.critic_params, batch.obs, a)[..., 0]           # [E, B]
       sac_loss, info = losses.sac_actor_loss(q_pi, log_prob, entropy_alpha)
       if cfg.bc_steps > 0:
@@ -214,13 +275,18 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
   def update(state: CQLState, batch: Transition, key):
     """One gradient step on critic, actor, temperature and α′; Polyak target update."""
     critic_key, actor_key = jax.random.split(key)
-    state, critic_info = update_critic(state, batch, critic_key)
-    state, actor_info = update_actor(state, batch, actor_key)
-    rate = state.hparams["polyak"]
-    target = jax.tree.map(lambda t, p: (1.0 - rate) * t + rate * p,
-                          state.target_critic_params, state.critic_params)
-    state = state.replace(target_critic_params=target, step=state.step + 1)
-    return state, {**critic_info, **actor_info}
+    critic_info, actor_info = {}, {}
+    # Modes are settled here, at build time: a frozen part is not differentiated at all.
+    if train_critic:
+      state, critic_info = update_critic(state, batch, critic_key)
+    if train_actor:
+      state, actor_info = update_actor(state, batch, actor_key)
+    if train_critic:
+      rate = state.hparams["polyak"]
+      target = jax.tree.map(lambda t, p: (1.0 - rate) * t + rate * p,
+                            state.target_critic_params, state.critic_params)
+      state = state.replace(target_critic_params=target)
+    return state.replace(step=state.step + 1), {**critic_info, **actor_info}
 
   scale = jnp.asarray((action_high - action_low) / 2.0)
   offset = jnp.asarray((action_high + action_low) / 2.0)
