@@ -16,32 +16,23 @@ from cql_jax import agents
 from cql_jax import evaluation
 from cql_jax import scores
 from cql_jax import train
-from cql_jax.agents import cql
 from cql_jax.data import minari_io
 from cql_jax.data import pendulum
+from experiments.configs import classic
 
 _KIND = flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
-DEFAULT_STEPS = 10_000
+DEFAULT_STEPS = 8_000
 _STEPS = flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
 _SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
 _HIDDEN = flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
 _EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
 
 
-def demo_config(hidden: int):
-  """The reference CQL(H) settings with networks sized for a 3-d observation, 1-d action task."""
-  config = cql.default_config()
-  config.actor_hidden_sizes = (hidden, hidden)
-  config.critic_hidden_sizes = (hidden, hidden)
-  config.actor_lr = 3e-4
-  return config
-
-
 def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, log=print):
   """Trains and evaluates; returns (per-seed normalized scores [S], dataset's normalized score)."""
   pendulum.ensure_pendulum_datasets()
   dataset = minari_io.load_dataset(pendulum.dataset_id(kind))
-  agent = agents.make_agent(demo_config(hidden), dataset)
+  agent = agents.make_agent(classic.pendulum_agent_config(hidden), dataset)
   data = agents.device_data(dataset)
   start = time.time()
 

@@ -25,13 +25,13 @@ import numpy as np
 
 from cql_jax import networks
 from cql_jax import train
-from cql_jax.agents import cql
 from cql_jax.agents import device_data, make_agent
 from cql_jax.agents import variants
 from cql_jax.data import minari_io
 from cql_jax.data import pendulum
 from cql_jax.evaluation import seed_state
 from experiments import results_md
+from experiments.configs import classic
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("datasets", ["medium-replay", "medium-expert"], "Pendulum dataset kinds.")
@@ -114,9 +114,7 @@ def make_predicted_value(config, obs_dim, action_dim):
 
 
 def base_config():
-  config = cql.default_config()
-  config.actor_hidden_sizes = (FLAGS.hidden, FLAGS.hidden)
-  config.critic_hidden_sizes = (FLAGS.hidden, FLAGS.hidden)
+  config = classic.pendulum_agent_config(FLAGS.hidden)
   config.actor_lr = FLAGS.actor_lr
   config.cql.weight = FLAGS.cql_weight
   config.gamma = FLAGS.gamma
@@ -181,7 +179,7 @@ def main(argv):
       --num_steps={FLAGS.num_steps} --steps_per_chunk={FLAGS.steps_per_chunk} \\
       --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --gamma={FLAGS.gamma} --polyak={FLAGS.polyak} --horizon={FLAGS.horizon} --write_results
 
-Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr},
+Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr}, critic lr 1e-3,
 {FLAGS.num_steps} gradient steps, {FLAGS.num_seeds} seeds (vmapped), γ = {FLAGS.gamma}, Polyak rate
 {FLAGS.polyak}, deterministic backup (no
 entropy in the target). CQL(H) and CQL (Eq. 1) use α = {FLAGS.cql_weight} with two critics; Ensemble(E)
