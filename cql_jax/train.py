@@ -5,6 +5,7 @@ import functools
 from typing import Callable, Dict, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from cql_jax.data import buffer
@@ -41,10 +42,17 @@ def compile_chunk(agent: Agent, batch_size: int, num_steps: int, num_seeds: Opti
 
 
 def init_states(agent: Agent, key, num_seeds: Optional[int] = None):
-  """agent.init for one seed, or stacked states [S, ...] for num_seeds seeds."""
+  """agent.init for one seed, or stacked states [S, ...] for num_seeds seeds.
+
+  Every leaf gets its own buffer: an init that returns one array twice (e.g. target params
+  equal to params) would otherwise make the donated chunk call fail ("donate the same buffer
+  twice").
+  """
   if num_seeds is None:
-    return agent.init(key)
-  return jax.vmap(agent.init)(jax.random.split(key, num_seeds))
+    state = agent.init(key)
+  else:
+    state = jax.vmap(agent.init)(jax.random.split(key, num_seeds))
+  return jax.tree.map(jnp.copy, state)
 
 
 def chunk_key(run_key, chunk_index: int):
