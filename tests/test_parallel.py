@@ -82,3 +82,11 @@ def test_bad_batch_split_raises():
   with pytest.raises(ValueError):
     parallel.make_mesh(2, jax.devices()[:1])
   assert mesh.shape == {"seed": 1, "data": 1}
+
+
+def test_no_distributed_init_without_environment(monkeypatch):
+  from cql_jax import parallel
+  for name in ("CQL_JAX_COORDINATOR", "CQL_JAX_DISTRIBUTED", "CQL_JAX_NUM_PROCESSES",
+               "CQL_JAX_PROCESS_ID"):
+    monkeypatch.delenv(name, raising=False)
+  assert parallel.maybe_initialize_distributed() is False
