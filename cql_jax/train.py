@@ -60,10 +60,14 @@ def seed_keys(seeds: Sequence[int]):
 
 
 def init_states(agent: Agent, key, num_seeds: Optional[int] = None):
-  """agent.init(key) for one seed; with num_seeds, `key` is [S] keys and states are stacked."""
-  if num_seeds is None:
-    return agent.init(key)
-  return jax.vmap(agent.init)(key)
+  """agent.init(key) for one seed; with num_seeds, `key` is [S] keys and states are stacked.
+
+  Every leaf gets its own buffer: an init that returns one array twice (e.g. target params
+  equal to params) would otherwise make the donated chunk call fail ("donate the same buffer
+  twice").
+  """
+  state = agent.init(key) if num_seeds is None else jax.vmap(agent.init)(key)
+  return jax.tree.map(jnp.copy, state)
 
 
 def chunk_key(run_key, chunk_index: int):
