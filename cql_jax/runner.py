@@ -16,7 +16,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, NamedTuple, Optional, Sequence
 
 import jax
 import ml_collections
@@ -27,6 +27,7 @@ from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import train
 from cql_jax import writers
+from cql_jax.data import cartpole
 from cql_jax.data import minari_io
 from cql_jax.data import paths
 from cql_jax.data import pendulum
@@ -66,12 +67,17 @@ def _missing_dataset_error(dataset_id: str, config, workdir) -> minari_io.Datase
 
 
 def _ensure_generated(dataset_id: str, config) -> None:
-  """Makes the project's own Pendulum datasets when absent (they cannot be downloaded)."""
-  name, _, version = dataset_id[len(pendulum.NAMESPACE) + 1:].rpartition("-v")
-  settings = config.get("pendulum") or ml_collections.ConfigDict()
-  pendulum.ensure_pendulum_datasets(
-      kinds=(name,), num_episodes=settings.get("num_episodes", 100), seed=settings.get("seed", 0),
-      ref_episodes=settings.get("ref_episodes", 100), version=int(version))
+  """Makes the project's own Pendulum or CartPole datasets when absent (not downloadable)."""
+  module = pendulum if dataset_id.startswith(pendulum.NAMESPACE + "/") else cartpole
+  name, _, version = dataset_id[len(module.NAMESPACE) + 1:].rpartition("-v")
+  settings = config.get("generation") or ml_collections.ConfigDict()
+  if module is pendulum:
+    pendulum.ensure_pendulum_datasets(
+        kinds=(name,), num_episodes=settings.get("num_episodes", 100),
+        seed=settings.get("seed", 0), ref_episodes=settings.get("ref_episodes", 100),
+        version=int(version))
+  else:
+    cartpole.ensure_cartpole_datasets([name], settings.get("num_episodes"), settings.get("seed", 0))
 
 
 def _concatenate(parts: Sequence[OfflineDataset]) -> OfflineDataset:
@@ -97,7 +103,7 @@ def load_data(config, download: bool = False, workdir: str = "<workdir>") -> Off
                      "--config=experiments/configs/classic.py:medium.")
   parts = []
   for dataset_id in (config.dataset_id, *config.extra_dataset_ids):
-    if dataset_id.startswith(pendulum.NAMESPACE + "/"):
+    if dataset_id.startswith((pendulum.NAMESPACE + "/", cartpole.NAMESPACE + "/")):
       _ensure_generated(dataset_id, config)
     elif not download and not paths.dataset_exists(dataset_id):
       raise _missing_dataset_error(dataset_id, config, workdir)
@@ -142,15 +148,17 @@ def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequenc
 
 
 def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
-                   gamma: float):
+                   gamma: float, deterministic: bool = True, make_env=None):
   """evaluate(states [S, ...], seed) -> {"eval/return": [S], "eval/normalized_score": [S], ...}.
 
   All S·num_episodes episodes run in one vector env and one vmapped act call per env step;
-  seed slot k owns env slots [k·num_episodes, (k+1)·num_episodes).
+  seed slot k owns env slots [k·num_episodes, (k+1)·num_episodes). make_env(num_envs), when
+  given, builds that vector env instead of the dataset's Gymnasium id (e.g. Atari).
   """
-  if dataset.env_id is None:
+  if dataset.env_id is None and make_env is None:
     raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
-  act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=True), in_axes=(0, 0, None)))
+  act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
+                         in_axes=(0, 0, None)))
 
   def run(states, seed: int) -> Dict[str, np.ndarray]:
     def policy(obs, key):
@@ -159,13 +167,60 @@ def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_ep
       return action.reshape(num_seeds * num_episodes, *action.shape[2:])
     result = evaluation.evaluate(
         policy, dataset.env_id, num_episodes=num_seeds * num_episodes, seed=seed, gamma=gamma,
-        env_kwargs=dataset.env_kwargs, ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score)
+        env_kwargs=dataset.env_kwargs, ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score,
+        make_env=make_env)
     per_seed = lambda x: np.asarray(x, np.float64).reshape(num_seeds, num_episodes).mean(axis=1)
     out = {"eval/return": per_seed(result.returns), "eval/length": per_seed(result.lengths)}
     if result.normalized is not None:
       out["eval/normalized_score"] = per_seed(result.normalized)
     return out
   return run
+
+
+class Setup(NamedTuple):
+  """What the loop trains on: a name for logs, the agent, device data and its sampler."""
+  name: str
+  agent: Agent
+  data: Any
+  sample: Any  # sample(data, key) -> batch, or None for uniform transitions.
+  evaluate: Any
+
+
+def _atari_setup(config, num_seeds: int) -> Setup:
+  """DQN-replay data (frames stored once, stacked when sampled) and ALE evaluation."""
+  from cql_jax.data import dopamine_replay
+  from cql_jax.discrete import agent as discrete_agent
+  from cql_jax.envs import atari as atari_envs
+  a = config.atari
+  if a.replay_dir is None:
+    raise ValueError(
+        "config.atari.replay_dir is not set: copy gs://atari-replay-datasets/dqn/"
+        f"{a.game}/{a.run}/replay_logs to a local directory and pass "
+        "--config.atari.replay_dir=/path/to/replay_logs.")
+  replay = dopamine_replay.load_paper_setting(a.replay_dir, a.setting, window=a.window)
+  with atari_envs.make_atari_env(a.game) as env:
+    num_actions = int(env.action_space.n)
+  agent = discrete_agent.make_discrete_agent(config.agent, (84, 84, 4), num_actions)
+  # Episode scores are reported raw: Atari has no D4RL reference scores.
+  info = OfflineDataset(None, config.dataset_id, None, {}, None, None, np.zeros(0),
+                        np.zeros((0,)), discrete=True, num_actions=num_actions)
+  evaluate = make_evaluator(
+      agent, info, num_seeds, config.eval_episodes, config.agent.gamma, config.eval_deterministic,
+      make_env=lambda n: atari_envs.make_atari_vector_env(
+          a.game, n, config.eval_seed, max_episode_steps=a.max_episode_steps))
+  return Setup(config.dataset_id, agent, dopamine_replay.to_device(replay),
+               dopamine_replay.sample_fn(config.batch_size, a.clip_reward), evaluate)
+
+
+def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<workdir>") -> Setup:
+  """Loads the data `config` names and builds the agent and evaluator for it."""
+  if config.get("atari") is not None:
+    return _atari_setup(config, num_seeds)
+  dataset = load_data(config, download, workdir)
+  agent = agents.make_agent(config.agent, dataset)
+  evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
+                            config.eval_deterministic)
+  return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate)
 
 
 def _config_json(config) -> dict:
@@ -241,17 +296,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
   _prepare_workdir(workdir, config, seeds, resume)
-  dataset = load_data(config, download, str(workdir))
-  agent = agents.make_agent(config.agent, dataset)
-  data = agents.device_data(dataset)
+  setup = prepare(config, len(seeds), download, str(workdir))
+  agent, data, evaluate = setup.agent, setup.data, setup.evaluate
   num_seeds, k = len(seeds), config.steps_per_chunk
   num_chunks = config.num_steps // k
 
   init_keys, loop_keys = train.seed_keys(seeds)
   state = jax.jit(jax.vmap(agent.init))(init_keys)
-  chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_seeds)
+  chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_seeds, sample=setup.sample)
   chunk_keys = jax.jit(train.chunk_keys)
-  evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma)
 
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   start_chunk = 0
@@ -267,7 +320,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
 
   from tqdm import tqdm  # local: only the runner draws a bar.
   bar = tqdm(total=config.num_steps, initial=start_chunk * k, unit="step", disable=not progress,
-             desc=dataset.dataset_id, dynamic_ncols=True)
+             desc=setup.name, dynamic_ncols=True)
   started = time.time()
   try:
     for index in range(start_chunk, num_chunks):
@@ -298,7 +351,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
 
   final = history[-1] if history else {}
   results = {
-      "dataset_id": dataset.dataset_id, "config_arg": config.get("config_arg"), "seeds": seeds,
+      "dataset_id": setup.name, "config_arg": config.get("config_arg"), "seeds": seeds,
       "num_steps": config.num_steps, "final": final,
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
       "evals": history, "wall_seconds_this_session": time.time() - started,

@@ -21,6 +21,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from cql_jax.discrete.agent import default_discrete_config
+from experiments.configs import base
 
 GAMES = {"pong": "Pong", "breakout": "Breakout", "qbert": "Qbert", "seaquest": "Seaquest",
          "asterix": "Asterix"}
@@ -43,18 +44,18 @@ def get_config(arg: str = "pong-1") -> ml_collections.ConfigDict:
   game, percent = GAMES[parts[0]], parts[1]
   algo = parts[2] if len(parts) == 3 else "cql"
 
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.id = f"dqn-replay/{game}/{SETTINGS[percent]}"  # a name for logs; not a Minari id.
-  c.dataset.game = game  # ALE name, for cql_jax.envs.atari.make_atari_env.
-  c.dataset.setting = SETTINGS[percent]  # key of dopamine_replay.PAPER_SETTINGS.
-  c.dataset.run = 1  # DQN-replay run 1-5; the paper reports run 1..5 averages.
+  c = base.get_config()
+  c.dataset_id = f"dqn-replay/{game}/{SETTINGS[percent]}"  # a name for logs; not a Minari id.
+  c.config_arg = f"experiments/configs/atari.py:{arg}"
+  c.atari = ml_collections.ConfigDict()
+  c.atari.game = game  # ALE name, for cql_jax.envs.atari.make_atari_env.
+  c.atari.setting = SETTINGS[percent]  # key of dopamine_replay.PAPER_SETTINGS.
+  c.atari.run = 1  # DQN-replay run 1-5; the paper reports run 1..5 averages.
   # gs://atari-replay-datasets/dqn/<Game>/<run>/replay_logs copied locally; set on the command line.
-  c.dataset.replay_dir = config_dict.placeholder(str)
-  c.dataset.window = "head"  # dopamine_replay.load_dopamine_replay: official contiguous head.
-  c.dataset.clip_reward = 1.0
+  c.atari.replay_dir = config_dict.placeholder(str)
+  c.atari.window = "head"  # dopamine_replay.load_dopamine_replay: official contiguous head.
+  c.atari.clip_reward = 1.0
+  c.atari.max_episode_steps = 27_000  # evaluation cap in agent steps (108k frames).
 
   c.agent = default_discrete_config()  # Nature CNN, QR-DQN 200 quantiles, batch_rl optimiser.
   c.agent.loss = "qrdqn" if algo == "cql" else algo
@@ -63,12 +64,12 @@ def get_config(arg: str = "pong-1") -> ml_collections.ConfigDict:
     # batch_rl's DQN used RMSProp 2.5e-4; the agent only has Adam, so use Adam at that rate.
     c.agent.lr = 2.5e-4
 
-  c.train = ml_collections.ConfigDict()
-  c.train.num_steps = NUM_ITERATIONS * GRAD_STEPS_PER_ITERATION  # 12.5M gradient steps.
-  c.train.batch_size = 32
-  c.train.steps_per_chunk = 2_500  # divides eval_every; ~1 s of H100 time per chunk.
-  c.train.eval_every = GRAD_STEPS_PER_ITERATION  # one batch_rl iteration.
-  c.train.eval_episodes = 10  # batch_rl ran 125k agent steps; episodes are the cheaper proxy.
-  c.train.eval_deterministic = False  # act epsilon-greedily with agent.epsilon = 0.001.
+  c.num_steps = NUM_ITERATIONS * GRAD_STEPS_PER_ITERATION  # 12.5M gradient steps.
+  c.batch_size = 32
+  c.steps_per_chunk = 2_500  # divides eval_every; ~1 s of H100 time per chunk.
+  c.eval_every = GRAD_STEPS_PER_ITERATION  # one batch_rl iteration.
+  c.checkpoint_every = GRAD_STEPS_PER_ITERATION
+  c.eval_episodes = 10  # batch_rl ran 125k agent steps; episodes are the cheaper proxy.
+  c.eval_deterministic = False  # act epsilon-greedily with agent.epsilon = 0.001.
   c.lock()
   return c

@@ -38,6 +38,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.batch_size = 256
   c.eval_every = 10_000          # gradient steps; a multiple of steps_per_chunk.
   c.eval_episodes = 10           # per seed.
+  c.eval_deterministic = True    # act with the policy's mode (False: sample / ε-greedy).
   c.eval_seed = 1_000_000        # env reset seed of evaluation (kept apart from training seeds).
   c.checkpoint_every = 50_000    # gradient steps; a multiple of steps_per_chunk.
   c.keep_checkpoints = 3         # last N checkpoints kept.

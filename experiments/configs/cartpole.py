@@ -4,8 +4,8 @@ Argument "<kind>[-<algo>]": kind in cql_jax.data.cartpole.KINDS (random, medium,
 medium-replay, medium-expert); algo cql (default: DQN + CQL(H), weight 1) or dqn (weight 0).
 e.g. --config=experiments/configs/cartpole.py:medium-replay or cartpole.py:medium-replay-dqn.
 The settings are those of tests/test_discrete_learning.py (RESULTS.md, issue 6).
-A missing dataset is made by cartpole.ensure_cartpole_datasets([kind], dataset.num_episodes,
-dataset.generation_seed).
+A missing dataset is made by cartpole.ensure_cartpole_datasets([kind], generation.num_episodes,
+generation.seed).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from ml_collections import config_dict
 
 from cql_jax.data import cartpole
 from cql_jax.discrete.agent import default_discrete_config
+from experiments.configs import base
 
 ALGOS = ("cql", "dqn")
 
@@ -27,14 +28,13 @@ def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
   if kind not in cartpole.KINDS:
     raise ValueError(f"bad cartpole config argument {arg!r}: expected <kind>[-<algo>] with kind "
                      f"in {cartpole.KINDS} and algo in {ALGOS}, e.g. 'medium-replay-dqn'.")
-  c = ml_collections.ConfigDict()
-  c.seed = 0
-
-  c.dataset = ml_collections.ConfigDict()
-  c.dataset.id = cartpole.dataset_id(kind)
-  c.dataset.kind = kind
-  c.dataset.num_episodes = config_dict.placeholder(int)  # None: cartpole.DEFAULT_EPISODES.
-  c.dataset.generation_seed = 0
+  c = base.get_config()
+  c.dataset_id = cartpole.dataset_id(kind)
+  c.config_arg = f"experiments/configs/cartpole.py:{arg}"
+  # How a missing dataset is generated (ensure_cartpole_datasets arguments; None: defaults).
+  c.generation = ml_collections.ConfigDict()
+  c.generation.num_episodes = config_dict.placeholder(int)
+  c.generation.seed = 0
 
   c.agent = default_discrete_config()
   c.agent.loss = "dqn"
@@ -44,12 +44,12 @@ def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
   c.agent.target_update_period = 250  # gradient steps
   c.agent.cql_weight = 1.0 if algo == "cql" else 0.0
 
-  c.train = ml_collections.ConfigDict()
-  c.train.num_steps = 30_000
-  c.train.batch_size = 64
-  c.train.steps_per_chunk = 5_000
-  c.train.eval_every = 5_000
-  c.train.eval_episodes = 10
-  c.train.eval_deterministic = True  # greedy; CartPole needs no exploration at test time.
+  c.num_steps = 30_000
+  c.batch_size = 64
+  c.steps_per_chunk = 5_000
+  c.eval_every = 5_000
+  c.checkpoint_every = 10_000
+  c.eval_episodes = 10
+  c.eval_deterministic = True  # greedy; CartPole needs no exploration at test time.
   c.lock()
   return c

@@ -1,7 +1,7 @@
 """Pendulum-v1 from the project's own datasets `cql_jax/pendulum/<kind>-v0` (REFERENCE.md has none).
 
 Variants: random, medium, expert, medium-replay, medium-expert (cql_jax.data.pendulum.KINDS).
-The runner generates a missing dataset with ensure_pendulum_datasets(config.pendulum.*).
+The runner generates a missing dataset with ensure_pendulum_datasets(config.generation.*).
   python -m experiments.train --config=experiments/configs/classic.py:medium-expert --workdir=runs/pend
 """
 from __future__ import annotations
@@ -46,9 +46,9 @@ def get_config(variant: str = "medium-expert") -> ml_collections.ConfigDict:
   c.eval_every = 2_000
   c.checkpoint_every = 10_000
   # How a missing dataset is generated (ensure_pendulum_datasets arguments).
-  c.pendulum = ml_collections.ConfigDict()
-  c.pendulum.num_episodes = 100
-  c.pendulum.ref_episodes = 100
-  c.pendulum.seed = 0
+  c.generation = ml_collections.ConfigDict()
+  c.generation.num_episodes = 100
+  c.generation.ref_episodes = 100
+  c.generation.seed = 0
   c.lock()
   return c
