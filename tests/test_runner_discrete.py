@@ -35,7 +35,7 @@ def test_atari_config_trains_on_a_dopamine_replay_through_the_runner(tmp_path):
       "agent.num_quantiles": 4, "num_steps": 2, "steps_per_chunk": 2, "eval_every": 2,
       "checkpoint_every": 2, "eval_episodes": 1, "batch_size": 4,
       "atari.max_episode_steps": 5})  # a full Pong episode would take minutes on a CPU.
-  result = runner.train_and_evaluate(config, tmp_path / "run", seeds=(0,), progress=False)
+  runner.train_and_evaluate(config, tmp_path / "run", seeds=(0,), progress=False)
   saved = json.loads((tmp_path / "run" / "results.json").read_text())
   assert saved["final"]["eval/length"] == [5.0]
   assert "eval/normalized_score" not in saved["final"]  # raw game scores: no references.
