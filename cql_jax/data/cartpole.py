@@ -99,12 +99,6 @@ _DESCRIPTIONS = {
 }
 
 
-def _blocks(total: int, parts: int) -> list:
-  """Sizes of `parts` near-equal consecutive blocks summing to `total`."""
-  parts = max(1, min(parts, total))
-  return [len(b) for b in np.array_split(np.arange(total), parts)]
-
-
 def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
   """Rolls out the behaviour policy of `kind`; deterministic given `seed`.
 
@@ -116,37 +110,17 @@ def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
     raise ValueError(f"num_episodes must be >= 1, got {num_episodes}.")
   rng = np.random.default_rng([seed, KINDS.index(kind)])
   seeds = rng.integers(0, 2**31 - 1, size=num_episodes)
-  if kind == "random":
-    plan = [(random_policy, num_episodes)]
-  elif kind == "medium":
-    plan = [(epsilon_expert(MEDIUM_RANDOM_PROB), num_episodes)]
-  elif kind == "expert":
-    plan = [(epsilon_expert(EXPERT_RANDOM_PROB), num_episodes)]
-  elif kind == "medium-replay":
-    sizes = _blocks(num_episodes, REPLAY_BLOCKS)
-    probs = np.linspace(1.0, MEDIUM_RANDOM_PROB, len(sizes))
-    plan = [(epsilon_expert(float(p)), n) for p, n in zip(probs, sizes)]
-  elif kind == "medium-expert":
-    half = num_episodes // 2
-    plan = [(epsilon_expert(MEDIUM_RANDOM_PROB), half),
-            (epsilon_expert(EXPERT_RANDOM_PROB), num_episodes - half)]
-  else:
-    raise ValueError(f"unknown CartPole dataset kind '{kind}'; choose from {KINDS}.")
-  episodes, start = [], 0
-  for policy, n in plan:
-    if n == 0:
-      continue
-    episodes += generate.rollout_episodes(ENV_ID, policy, n, rng=rng, seeds=seeds[start:start + n])
-    start += n
-  return generate.renumber(episodes)
+  plan = generate.d4rl_plan(
+      kind, num_episodes, random=random_policy, medium=epsilon_expert(MEDIUM_RANDOM_PROB),
+      expert=epsilon_expert(EXPERT_RANDOM_PROB), replay_policy=epsilon_expert,
+      replay_blocks=REPLAY_BLOCKS, medium_random_prob=MEDIUM_RANDOM_PROB)
+  return generate.rollout_plan(ENV_ID, plan, rng=rng, seeds=seeds)
 
 
 def reference_scores(num_episodes: int = 100) -> tuple:
   """(ref_min, ref_max): mean returns of the uniform random policy and of the noiseless expert
   over `num_episodes` episodes each, seeded by REF_SEED."""
-  ref_min = generate.average_return(ENV_ID, random_policy, num_episodes, seed=REF_SEED)
-  ref_max = generate.average_return(ENV_ID, expert_policy, num_episodes, seed=REF_SEED + 1)
-  return ref_min, ref_max
+  return generate.reference_scores(ENV_ID, random_policy, expert_policy, num_episodes, REF_SEED)
 
 
 def ensure_cartpole_datasets(kinds: Sequence[str] = KINDS,

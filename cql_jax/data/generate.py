@@ -181,3 +181,59 @@ class Timer:
 
 __all__: List[str] = ["Policy", "rollout_episodes", "episode_returns", "average_return",
                       "renumber", "write_dataset", "Timer"]
+
+
+def _blocks(total: int, parts: int) -> list:
+  """Sizes of `parts` near-equal consecutive blocks summing to `total`."""
+  parts = max(1, min(parts, total))
+  return [len(b) for b in np.array_split(np.arange(total), parts)]
+
+
+def d4rl_plan(kind: str, num_episodes: int, *, random: Policy, medium: Policy, expert: Policy,
+              replay_policy: Callable[[float], Policy], replay_blocks: int,
+              medium_random_prob: float) -> list:
+  """Which behaviour policy rolls out how many episodes, for a D4RL-style dataset kind.
+
+  random / medium / expert: one policy each. medium-replay mocks a replay buffer up to the
+  medium policy: `replay_blocks` consecutive blocks whose policies are
+  replay_policy(p) for p = linspace(1.0, medium_random_prob) (1.0 = random). medium-expert
+  is the first half medium, the second half expert. Returns [(policy, episodes), ...].
+  """
+  if kind == "random":
+    return [(random, num_episodes)]
+  if kind == "medium":
+    return [(medium, num_episodes)]
+  if kind == "expert":
+    return [(expert, num_episodes)]
+  if kind == "medium-replay":
+    sizes = _blocks(num_episodes, replay_blocks)
+    probs = np.linspace(1.0, medium_random_prob, len(sizes))
+    return [(replay_policy(float(p)), n) for p, n in zip(probs, sizes)]
+  if kind == "medium-expert":
+    half = num_episodes // 2
+    return [(medium, half), (expert, num_episodes - half)]
+  raise ValueError(f"unknown dataset kind '{kind}'; choose random, medium, expert, "
+                   "medium-replay or medium-expert.")
+
+
+def rollout_plan(env_id: str, plan: Sequence, *, rng: np.random.Generator,
+                 seeds: np.ndarray) -> list:
+  """Rolls out each (policy, episodes) of `plan` in order, with one reset seed per episode.
+
+  Returns the EpisodeBuffers of all blocks, renumbered 0..E-1.
+  """
+  episodes, start = [], 0
+  for policy, n in plan:
+    if n == 0:
+      continue
+    episodes += rollout_episodes(env_id, policy, n, rng=rng, seeds=seeds[start:start + n])
+    start += n
+  return renumber(episodes)
+
+
+def reference_scores(env_id: str, random_policy: Policy, expert_policy: Policy,
+                     num_episodes: int, seed: int) -> tuple:
+  """(ref_min, ref_max): mean returns of the random and the expert policy over `num_episodes`
+  episodes each (seeds `seed` and `seed + 1`), the D4RL normalisation references."""
+  return (average_return(env_id, random_policy, num_episodes, seed=seed),
+          average_return(env_id, expert_policy, num_episodes, seed=seed + 1))

@@ -142,12 +142,6 @@ _EXPERT_TEXT = (
     "the PD stabiliser u = -(10*th + 2*thdot); torque clipped to [-2, 2].")
 
 
-def _blocks(total: int, parts: int) -> list:
-  """Sizes of ``parts`` near-equal consecutive blocks summing to ``total``."""
-  parts = max(1, min(parts, total))
-  return [len(b) for b in np.array_split(np.arange(total), parts)]
-
-
 def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
   """Rolls out the behaviour policy of ``kind``; deterministic given ``seed``.
 
@@ -160,37 +154,17 @@ def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
   # One independent stream per kind, so kinds do not depend on generation order.
   rng = np.random.default_rng([seed, KINDS.index(kind)])
   seeds = rng.integers(0, 2**31 - 1, size=num_episodes)
-  if kind == "random":
-    plan = [(random_policy, num_episodes)]
-  elif kind == "medium":
-    plan = [(medium_policy(), num_episodes)]
-  elif kind == "expert":
-    plan = [(noisy_expert(), num_episodes)]
-  elif kind == "medium-replay":
-    sizes = _blocks(num_episodes, REPLAY_BLOCKS)
-    probs = np.linspace(1.0, MEDIUM_RANDOM_PROB, len(sizes))
-    plan = [(degraded_expert(random_prob=float(p)), n) for p, n in zip(probs, sizes)]
-  elif kind == "medium-expert":
-    half = num_episodes // 2
-    plan = [(medium_policy(), half), (noisy_expert(), num_episodes - half)]
-  else:
-    raise ValueError(f"unknown Pendulum dataset kind '{kind}'; choose from {KINDS}.")
-
-  episodes, start = [], 0
-  for policy, n in plan:
-    if n == 0:
-      continue
-    episodes += generate.rollout_episodes(ENV_ID, policy, n, rng=rng, seeds=seeds[start:start + n])
-    start += n
-  return generate.renumber(episodes)
+  plan = generate.d4rl_plan(
+      kind, num_episodes, random=random_policy, medium=medium_policy(),
+      expert=noisy_expert(), replay_policy=lambda p: degraded_expert(random_prob=p),
+      replay_blocks=REPLAY_BLOCKS, medium_random_prob=MEDIUM_RANDOM_PROB)
+  return generate.rollout_plan(ENV_ID, plan, rng=rng, seeds=seeds)
 
 
 def reference_scores(num_episodes: int = 100) -> tuple:
   """(ref_min, ref_max): mean returns of the uniform random policy and of the
   noiseless scripted expert over ``num_episodes`` episodes each, seeded by REF_SEED."""
-  ref_min = generate.average_return(ENV_ID, random_policy, num_episodes, seed=REF_SEED)
-  ref_max = generate.average_return(ENV_ID, expert_policy, num_episodes, seed=REF_SEED + 1)
-  return ref_min, ref_max
+  return generate.reference_scores(ENV_ID, random_policy, expert_policy, num_episodes, REF_SEED)
 
 
 def ensure_pendulum_datasets(kinds: Sequence[str] = KINDS, num_episodes: int = 100,
