@@ -30,6 +30,7 @@ from cql_jax.agents import variants
 from cql_jax.data import minari_io
 from cql_jax.data import pendulum
 from cql_jax.evaluation import seed_state
+from cql_jax.envs.pendulum import set_pendulum_state
 from experiments import results_md
 from experiments.configs import classic
 
@@ -60,17 +61,6 @@ def label(name: str) -> str:
   if name.startswith("ensemble_"):
     return f"Ensemble({name.split('_')[1]})"
   return LABELS.get(name, name)
-
-
-def pendulum_state_from_obs(obs: np.ndarray) -> np.ndarray:
-  """Pendulum-v1 physical state [θ, θ̇] from its observation [cos θ, sin θ, θ̇] ([..., 3] -> [..., 2])."""
-  obs = np.asarray(obs, np.float64)
-  return np.stack([np.arctan2(obs[..., 1], obs[..., 0]), obs[..., 2]], axis=-1)
-
-
-def set_pendulum_state(env: gym.Env, obs: np.ndarray) -> None:
-  """Puts a (reset) Pendulum-v1 env into the state whose observation is `obs` [3]."""
-  env.unwrapped.state = pendulum_state_from_obs(obs)
 
 
 def true_discounted_returns(act, initial_obs: np.ndarray, gamma: float, horizon: int, key

@@ -231,14 +231,14 @@ def test_unknown_variant_raises():
 
 def test_pendulum_state_round_trips_through_the_env():
   import gymnasium as gym
-  from experiments import table4
+  from cql_jax.envs import pendulum as pendulum_env
   theta = np.array([-3.0, -0.4, 0.0, 1.2, 3.1])
   obs = np.stack([np.cos(theta), np.sin(theta), np.linspace(-6, 6, 5)], axis=-1)
-  np.testing.assert_allclose(table4.pendulum_state_from_obs(obs)[:, 0], theta, atol=1e-12)
+  np.testing.assert_allclose(pendulum_env.pendulum_state_from_obs(obs)[:, 0], theta, atol=1e-12)
   env = gym.make("Pendulum-v1").unwrapped
   env.reset(seed=0)
   for o in obs:
-    table4.set_pendulum_state(env, o)
+    pendulum_env.set_pendulum_state(env, o)
     np.testing.assert_allclose(env._get_obs(), o, atol=1e-6)   # pylint: disable=protected-access
     # Zero torque from rest-free state: the next velocity follows θ̈ = 15 sin θ (dt 0.05).
     next_obs = env.step(np.zeros(1, np.float32))[0]
