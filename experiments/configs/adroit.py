@@ -23,12 +23,6 @@ def get_config(variant: str = "pen-human") -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset_id = f"D4RL/{task}/{kind}-v2"
   c.config_arg = f"experiments/configs/adroit.py:{variant}"
-  c.agent.actor_hidden_sizes = (256, 256, 256)
-  c.agent.critic_hidden_sizes = (256, 256, 256)
-  c.agent.actor_lr = 1e-4
-  c.agent.critic_lr = 3e-4
-  c.agent.alpha_lr = 1e-4
-  c.agent.cql.weight = 1.0
-  c.num_steps = 1_000_000
+  base.use_reference_recipe(c, cql_weight=1.0)
   c.lock()
   return c

@@ -4,8 +4,8 @@ Variants: umaze, umaze-diverse, medium-play, medium-diverse, large-play, large-d
 Recipe: reward r·10 − 5 (sparse 0/1 goal reward → −5/+5), Lagrangian α′ with w = 5 and τ = 0.8
 (CORL; JaxCQL's young-geng/CQL#2 recipe uses τ = 0.2), log α′₀ = 1 (JaxCQL/CORL init e), Q 3x256
 (JaxCQL; CORL 5x256), π lr 1e-4, Q lr 3e-4, 40k BC warm-start steps, 1M steps, 100 evaluation
-episodes. Minari AntMaze was re-collected on Gymnasium-Robotics AntMaze_*-v4 (continuing task),
-so D4RL scores are only a rough guide. Not in our agent yet (see the runner report): max-backup,
+episodes, max-backup. Minari AntMaze was re-collected on Gymnasium-Robotics AntMaze_*-v4
+(continuing task), so D4RL scores are only a rough guide. Not in our agent yet:
 `cql_clip_diff_min=-200`, orthogonal init and a state-independent σ.
 Observation: the 27-d `observation` then the 2-d `desired_goal` (D4RL's 29-d layout).
 """
@@ -27,18 +27,13 @@ def get_config(variant: str = "umaze") -> ml_collections.ConfigDict:
   c.data.reward_scale = 10.0
   c.data.reward_bias = -5.0
   c.data.obs_keys = ("observation", "desired_goal")
-  c.agent.actor_hidden_sizes = (256, 256, 256)
-  c.agent.critic_hidden_sizes = (256, 256, 256)
-  c.agent.actor_lr = 1e-4
-  c.agent.critic_lr = 3e-4
-  c.agent.alpha_lr = 1e-4
+  base.use_reference_recipe(c, cql_weight=5.0)
   c.agent.bc_steps = 40_000
-  c.agent.cql.weight = 5.0
+  c.agent.max_backup = True       # JaxCQL/CORL antmaze recipe: max over N policy samples.
   c.agent.cql.lagrange = True
   c.agent.cql.target_gap = 0.8
   c.agent.cql.init_log_alpha_prime = 1.0
   c.agent.cql.alpha_prime_lr = 3e-4
-  c.num_steps = 1_000_000
   c.eval_every = 50_000          # 100 episodes of up to 700-1000 steps are costly.
   c.eval_episodes = 100
   c.lock()

@@ -45,6 +45,18 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
+def use_reference_recipe(c: ml_collections.ConfigDict, cql_weight: float) -> None:
+  """The official CQL recipe for D4RL-style domains (REFERENCE.md §1): 3×256 networks,
+  actor lr 1e-4 (the temperature's too), critic lr 3e-4, α = cql_weight, 1M steps."""
+  c.agent.actor_hidden_sizes = (256, 256, 256)
+  c.agent.critic_hidden_sizes = (256, 256, 256)
+  c.agent.actor_lr = 1e-4
+  c.agent.critic_lr = 3e-4
+  c.agent.alpha_lr = 1e-4
+  c.agent.cql.weight = cql_weight
+  c.num_steps = 1_000_000
+
+
 def unknown_key_message(config: ml_collections.ConfigDict, dotted_key: str) -> str:
   """Explains why `dotted_key` (e.g. "agent.cql.wieght") is not in `config` and lists valid keys."""
   node, prefix = config, "config"

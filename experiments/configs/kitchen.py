@@ -21,13 +21,7 @@ def get_config(variant: str = "partial") -> ml_collections.ConfigDict:
   c.dataset_id = f"D4RL/kitchen/{variant}-v2"
   c.config_arg = f"experiments/configs/kitchen.py:{variant}"
   c.data.obs_keys = ("observation",)
-  c.agent.actor_hidden_sizes = (256, 256, 256)
-  c.agent.critic_hidden_sizes = (256, 256, 256)
-  c.agent.actor_lr = 1e-4
-  c.agent.critic_lr = 3e-4
-  c.agent.alpha_lr = 1e-4
-  c.agent.cql.weight = 5.0
-  c.num_steps = 1_000_000
+  base.use_reference_recipe(c, cql_weight=5.0)
   c.eval_every = 50_000
   c.lock()
   return c

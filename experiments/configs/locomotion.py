@@ -47,12 +47,6 @@ def get_config(variant: str = "hopper-medium") -> ml_collections.ConfigDict:
   c.dataset_id = ids[0]
   c.extra_dataset_ids = ids[1:]
   c.config_arg = f"experiments/configs/locomotion.py:{variant}"
-  c.agent.actor_hidden_sizes = (256, 256, 256)
-  c.agent.critic_hidden_sizes = (256, 256, 256)
-  c.agent.actor_lr = 1e-4
-  c.agent.critic_lr = 3e-4
-  c.agent.alpha_lr = 1e-4
-  c.agent.cql.weight = 5.0
-  c.num_steps = 1_000_000
+  base.use_reference_recipe(c, cql_weight=5.0)
   c.lock()
   return c
