@@ -137,3 +137,32 @@ def test_sac_learns_pendulum():
   assert result.evals[0]["mean_return"] < -900, result.evals[0]    # random start, for contrast.
   assert final > -400, [e["mean_return"] for e in result.evals]
   assert seconds < 180, seconds
+
+
+def test_pick_snapshots_takes_first_third_of_best():
+  from cql_jax.data import mujoco_datasets
+  snaps = [{"step": s, "mean_return": r, "actor_params": None}
+           for s, r in [(10, 50.0), (20, 900.0), (30, 1200.0), (40, 3000.0), (50, 2000.0)]]
+  medium, expert = mujoco_datasets.pick_snapshots(snaps)
+  assert expert["step"] == 40
+  assert medium["step"] == 30      # 900 < 3000/3 <= 1200.
+
+
+def test_training_episodes_keep_those_ended_by_step():
+  from cql_jax.data import mujoco_datasets
+  def episode(length, end_step):
+    return online.Episode(observations=np.zeros((length + 1, 2), np.float32),
+                          actions=np.zeros((length, 1), np.float32), rewards=np.ones(length),
+                          terminations=np.zeros(length, bool),
+                          truncations=np.eye(1, length, length - 1, dtype=bool)[0],
+                          end_step=end_step)
+  kept = mujoco_datasets.training_episodes([episode(3, 3), episode(4, 7), episode(5, 12)], 7)
+  assert [len(ep.rewards) for ep in kept] == [3, 4]
+  assert [ep.id for ep in kept] == [0, 1]
+
+
+def test_dataset_id_validates():
+  from cql_jax.data import mujoco_datasets
+  assert mujoco_datasets.dataset_id("hopper", "medium-replay") == "cql_jax/hopper/medium-replay-v0"
+  with pytest.raises(ValueError):
+    mujoco_datasets.dataset_id("ant", "medium")
