@@ -1,0 +1,174 @@
+"""Home-made D4RL-style MuJoCo datasets, collected with the project's own online SAC.
+
+D4RL's locomotion data cannot be downloaded here, and Minari's `mujoco/*` datasets are not the
+D4RL ones (../shared/REFERENCE.md §4), so the project makes its own, D4RL's way (Fu et al. 2020):
+
+  random         uniform random actions.
+  medium         the SAC policy snapshot whose evaluation return first reached a third of the
+                 expert's (sampled actions).
+  expert         the best SAC snapshot, trained to the end of the budget (sampled actions).
+  medium-replay  every training episode SAC finished up to the medium snapshot's step, warm-up
+                 included: the replay buffer at that point, in collection order.
+  medium-expert  the medium episodes followed by the expert episodes.
+
+ref_min_score is the uniform random policy's mean return and ref_max_score the expert policy's
+(sampled actions, as in its dataset). Ids are `cql_jax/<env>/<kind>-v0`.
+"""
+from __future__ import annotations
+
+from typing import Dict, List, Sequence
+
+import jax
+import numpy as np
+
+from cql_jax import online
+from cql_jax.data import generate
+
+ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+VERSION = 0
+ROLLOUT_BATCH = 16
+
+
+def dataset_id(env_name: str, kind: str, version: int = VERSION) -> str:
+  """E.g. dataset_id("hopper", "medium") == "cql_jax/hopper/medium-v0"."""
+  if env_name not in ENVS or kind not in KINDS:
+    raise ValueError(f"unknown env {env_name!r} or kind {kind!r}; choose from {list(ENVS)} and "
+                     f"{KINDS}")
+  return f"cql_jax/{env_name}/{kind}-v{version}"
+
+
+def agent_policy(agent, state, actor_params, *, deterministic: bool,
+                 batch: int = ROLLOUT_BATCH) -> generate.Policy:
+  """A generate.Policy running `agent.act` with `actor_params` in place of the state's.
+
+  Observations are zero-padded to `batch` rows so one compiled act serves every call
+  (rollout_episodes passes fewer rows as its environments finish). Policy noise comes from
+  the caller's NumPy generator, via a fresh JAX key per call.
+  """
+  state = state.replace(actor_params=jax.device_put(actor_params))
+  act = jax.jit(agent.act, static_argnums=3)
+
+  def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    rows = obs.shape[0]
+    padded = np.zeros((batch, obs.shape[1]), np.float32)
+    padded[:rows] = obs
+    key = jax.random.key(int(rng.integers(0, 2**31 - 1)))
+    return np.asarray(act(state, padded, key, deterministic))[:rows]
+  return policy
+
+
+def uniform_policy(low: np.ndarray, high: np.ndarray) -> generate.Policy:
+  """Uniform random actions in [low, high], float32 [B, A]."""
+  def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    return rng.uniform(low, high, size=(obs.shape[0], low.shape[0])).astype(np.float32)
+  return policy
+
+
+def rollout_transitions(env_id: str, policy: generate.Policy, num_transitions: int,
+                        rng: np.random.Generator) -> list:
+  """Whole episodes, ROLLOUT_BATCH at a time, until they hold >= num_transitions steps."""
+  episodes, total = [], 0
+  while total < num_transitions:
+    block = generate.rollout_episodes(env_id, policy, ROLLOUT_BATCH, rng=rng,
+                                      batch_size=ROLLOUT_BATCH)
+    episodes += block
+    total += sum(len(ep.rewards) for ep in block)
+  return generate.renumber(episodes)
+
+
+def training_episodes(episodes: Sequence[online.Episode], up_to_step: int) -> list:
+  """SAC's finished training episodes that ended at or before `up_to_step`, as EpisodeBuffers."""
+  from minari.data_collector import EpisodeBuffer
+  kept = [ep for ep in episodes if ep.end_step <= up_to_step]
+  return [EpisodeBuffer(id=i, observations=ep.observations, actions=ep.actions,
+                        rewards=list(ep.rewards), terminations=list(ep.terminations),
+                        truncations=list(ep.truncations)) for i, ep in enumerate(kept)]
+
+
+def pick_snapshots(snapshots: List[dict]) -> tuple:
+  """(medium, expert) snapshot dicts {"step", "mean_return", "actor_params"}.
+
+  expert: the best evaluation return. medium: the first whose evaluation return reached a
+  third of the expert's (the D4RL recipe: a policy trained to about a third of the expert).
+  """
+  expert = max(snapshots, key=lambda s: s["mean_return"])
+  level = expert["mean_return"] / 3.0
+  medium = next(s for s in snapshots if s["mean_return"] >= level)
+  return medium, expert
+
+
+def write_all(env_name: str, run: online.OnlineResult, snapshots: List[dict], *,
+              num_transitions: int, ref_episodes: int, seed: int, train_text: str,
+              kinds: Sequence[str] = KINDS, log=print) -> Dict[str, dict]:
+  """Rolls out the behaviour policies and writes the datasets of `kinds`; returns their stats."""
+  import gymnasium as gym
+  from cql_jax.scores import normalized_score
+
+  env_id = ENVS[env_name]
+  space = gym.make(env_id).action_space
+  low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+  medium, expert = pick_snapshots(snapshots)
+  policies = {
+      "random": uniform_policy(low, high),
+      "medium": agent_policy(run.agent, run.state, medium["actor_params"], deterministic=False),
+      "expert": agent_policy(run.agent, run.state, expert["actor_params"], deterministic=False),
+  }
+  with generate.Timer() as ref_timer:
+    ref_min, ref_max = generate.reference_scores(env_id, policies["random"], policies["expert"],
+                                                 ref_episodes, seed + 1_000)
+  log(f"{env_id} references: random {ref_min:.1f}, expert {ref_max:.1f} "
+      f"({ref_timer.seconds:.0f}s); medium snapshot step {medium['step']} eval "
+      f"{medium['mean_return']:.1f}, expert snapshot step {expert['step']} eval "
+      f"{expert['mean_return']:.1f}")
+  snap_text = {
+      "medium": (f"SAC snapshot at env step {medium['step']}, the first evaluation (deterministic, "
+                 f"10 episodes) at or above a third of the best ({medium['mean_return']:.1f} >= "
+                 f"{expert['mean_return']:.1f}/3); actions sampled from the policy."),
+      "expert": (f"SAC snapshot with the best evaluation return ({expert['mean_return']:.1f}, "
+                 f"env step {expert['step']}); actions sampled from the policy."),
+  }
+  descriptions = {
+      "random": "Uniform random actions in the action box.",
+      "medium": "Medium policy: " + snap_text["medium"],
+      "expert": "Expert policy: " + snap_text["expert"],
+      "medium-replay": ("Replay buffer up to the medium policy: every training episode online SAC "
+                        f"finished by env step {medium['step']} (random warm-up included), in "
+                        "collection order. " + snap_text["medium"]),
+      "medium-expert": ("The medium dataset's episodes followed by the expert dataset's. "
+                        + snap_text["medium"] + " " + snap_text["expert"]),
+  }
+  rng = np.random.default_rng([seed, 7])
+  made: Dict[str, list] = {}
+  stats: Dict[str, dict] = {}
+  for kind in kinds:
+    with generate.Timer() as timer:
+      if kind in ("random", "medium", "expert"):
+        episodes = rollout_transitions(env_id, policies[kind], num_transitions, rng)
+      elif kind == "medium-replay":
+        episodes = training_episodes(run.episodes, medium["step"])
+      else:
+        for part in ("medium", "expert"):
+          if part not in made:
+            made[part] = rollout_transitions(env_id, policies[part], num_transitions, rng)
+        episodes = generate.renumber(made["medium"] + made["expert"])
+      made[kind] = episodes
+      ds_id = dataset_id(env_name, kind)
+      description = (f"{descriptions[kind]} Environment {env_id}. {train_text} ref_min_score = "
+                     f"mean return of uniform random actions, ref_max_score = mean return of the "
+                     f"expert policy (sampled actions), {ref_episodes} episodes each. Generated by "
+                     "cql_jax.data.mujoco_datasets (experiments/make_datasets.py).")
+      written = generate.write_dataset(ds_id, episodes, env_id, ref_min_score=ref_min,
+                                       ref_max_score=ref_max, algorithm_name=f"cql_jax-sac-{kind}",
+                                       description=description)
+    returns = generate.episode_returns(episodes)
+    written.storage.update_metadata({"generation_seconds": round(timer.seconds, 3),
+                                     "generation_seed": int(seed),
+                                     "behaviour_mean_return": float(returns.mean())})
+    stats[ds_id] = {
+        "episodes": len(episodes), "transitions": int(sum(len(ep.rewards) for ep in episodes)),
+        "mean_return": float(returns.mean()),
+        "normalized_score": float(normalized_score(returns.mean(), ref_min, ref_max)),
+        "seconds": timer.seconds, "ref_min_score": ref_min, "ref_max_score": ref_max}
+    log(f"wrote {ds_id}: {stats[ds_id]}")
+  return stats
