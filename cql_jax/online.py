@@ -15,16 +15,17 @@ next episode's first one; the true next observation is taken from info["final_ob
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from typing import Callable, List, Optional
 
 import gymnasium as gym
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
 from cql_jax import evaluation
+from cql_jax import train
 from cql_jax.agents.cql import default_config as cql_default_config, make_cql_agent
 from cql_jax.data import replay
 from cql_jax.types import Agent, Transition
@@ -97,18 +98,12 @@ def make_round(agent: Agent, batch_size: int, num_updates: int) -> Callable:
   Inserts `transitions` (leading axis K) and then runs `num_updates` agent updates on batches
   sampled from the whole buffer, in one lax.scan. metrics values are stacked [num_updates].
   """
+  sample = functools.partial(replay.sample, batch_size=batch_size)
+  updates = train.make_train_chunk(agent.update, sample, num_updates)
+
   def round_fn(state, buffer, transitions: Transition, key):
     buffer = replay.insert(buffer, transitions)
-
-    def body(carry, _):
-      # Keys ride in the carry, split once per step (see cql_jax.train.make_train_chunk).
-      state, key = carry
-      key, batch_key, update_key = jax.random.split(key, 3)
-      state, metrics = agent.update(state, replay.sample(buffer, batch_key, batch_size),
-                                    update_key)
-      return (state, key), metrics
-
-    (state, _), metrics = jax.lax.scan(body, (state, key), None, num_updates)
+    state, metrics = updates(state, buffer, key)
     return state, buffer, metrics
   return round_fn
 
@@ -172,7 +167,7 @@ def train_online(env_id: str, config: ml_collections.ConfigDict, *, seed: int,
 
   root = jax.random.key(seed)
   init_key, act_root, learn_root, eval_root = jax.random.split(root, 4)
-  state = jax.tree.map(jnp.copy, agent.init(init_key))  # distinct buffers for donation.
+  state = train.init_states(agent, init_key)
   buffer = replay.make_replay_buffer(int(cfg.buffer_capacity), obs_dim, action_dim)
   act = jax.jit(agent.act, static_argnums=3)
   learn = jax.jit(make_round(agent, int(cfg.batch_size), round_size), donate_argnums=(0, 1))
