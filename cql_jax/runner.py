@@ -29,6 +29,7 @@ from cql_jax import train
 from cql_jax import writers
 from cql_jax.data import cartpole
 from cql_jax.data import minari_io
+from cql_jax.data import mujoco_datasets
 from cql_jax.data import paths
 from cql_jax.data import pendulum
 from cql_jax.types import Agent, OfflineDataset
@@ -59,6 +60,15 @@ class RunResult:
 
 def _missing_dataset_error(dataset_id: str, config, workdir) -> minari_io.DatasetError:
   root = paths.datasets_root()
+  namespace, _, rest = dataset_id.partition("/")
+  env_name = rest.split("/")[0]
+  if namespace == "cql_jax" and env_name in mujoco_datasets.ENVS:
+    return minari_io.DatasetError(
+        f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is one of "
+        "the project's own MuJoCo datasets, which cannot be downloaded: make it (SAC training, "
+        f"about an hour on a 2-core CPU) with\n  MINARI_DATASETS_PATH={root} python -m "
+        f"experiments.make_datasets --env={env_name} --workdir=runs/datasets-{env_name}\n"
+        "then launch again.")
   config_arg = config.get("config_arg") or "<your config file>:<variant>"
   return minari_io.DatasetError(
       f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). Download it "

@@ -20,12 +20,17 @@ from cql_jax.data import minari_io
 from cql_jax.data import pendulum
 from experiments.configs import classic
 
-_KIND = flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
 DEFAULT_STEPS = 8_000
-_STEPS = flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
-_SEEDS = flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
-_HIDDEN = flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
-_EVAL_EPISODES = flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """Called only when run as a script, so importing demo (tests do) defines no flags."""
+  flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
+  flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
+  flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
+  flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
+  flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
 
 
 def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, log=print):
@@ -54,13 +59,14 @@ def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, 
 
 def main(argv):
   del argv
-  per_seed, data_score = run(_KIND.value, _STEPS.value, _SEEDS.value, _HIDDEN.value,
-                             _EVAL_EPISODES.value)
-  print(f"\nDataset cql_jax/pendulum/{_KIND.value}-v0")
+  per_seed, data_score = run(FLAGS.kind, FLAGS.steps, FLAGS.seeds, FLAGS.hidden,
+                             FLAGS.eval_episodes)
+  print(f"\nDataset cql_jax/pendulum/{FLAGS.kind}-v0")
   print(f"  dataset average score : {data_score:6.1f} (normalized)")
   print(f"  CQL(H) score          : {per_seed.mean():6.1f} ± {per_seed.std():.1f} "
         f"over {len(per_seed)} seeds ({', '.join(f'{s:.1f}' for s in per_seed)})")
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -1,7 +1,9 @@
 """Replace one "## " section of RESULTS.md, leaving every other section as it is."""
 from __future__ import annotations
 
+import os
 import pathlib
+import tempfile
 
 
 def write_section(path: str, heading: str, body: str) -> None:
@@ -19,4 +21,12 @@ def write_section(path: str, heading: str, body: str) -> None:
     lines = lines[:start] + new + lines[end:]
   else:
     lines = lines + ([""] if lines and lines[-1] else []) + new
-  file.write_text("\n".join(lines).rstrip("\n") + "\n")
+  # Written to a temporary file and renamed, so a failure never leaves RESULTS.md half-written.
+  fd, tmp = tempfile.mkstemp(dir=file.parent or ".", prefix=f".{file.name}.")
+  try:
+    with os.fdopen(fd, "w") as f:
+      f.write("\n".join(lines).rstrip("\n") + "\n")
+    os.replace(tmp, file)
+  except BaseException:
+    os.unlink(tmp)
+    raise

@@ -32,26 +32,20 @@ from cql_jax.data import pendulum
 from cql_jax.evaluation import seed_state
 from cql_jax.envs.pendulum import set_pendulum_state
 from experiments import results_md
-from experiments.configs import classic
+from experiments import sweep_flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("datasets", ["medium-replay", "medium-expert"], "Pendulum dataset kinds.")
-flags.DEFINE_list("methods", ["cql_h", "cql_eq1", "ensemble_2", "ensemble_4", "ensemble_10",
-                              "ensemble_20"], "variants.variant_config names.")
-flags.DEFINE_integer("num_steps", 5000, "Gradient steps per run.")
-flags.DEFINE_integer("steps_per_chunk", 1000, "Steps per compiled chunk.")
-flags.DEFINE_integer("num_seeds", 2, "Seeds, vmapped in one program.")
-flags.DEFINE_integer("seed", 0, "Root seed.")
-flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
-flags.DEFINE_integer("batch_size", 256, "Batch size.")
-flags.DEFINE_float("cql_weight", 5.0, "α of Eq. 4 for the CQL methods.")
-flags.DEFINE_float("actor_lr", 3e-4, "Actor learning rate.")
-flags.DEFINE_float("gamma", 0.99, "Discount of the critic and of the true return.")
-flags.DEFINE_float("polyak", 5e-3, "Target-critic Polyak rate.")
-flags.DEFINE_integer("value_samples", 100, "Policy samples M per initial state for V̂.")
-flags.DEFINE_integer("horizon", 1000, "Rollout length for the true discounted return.")
-flags.DEFINE_bool("write_results", False, "Write the table into RESULTS.md.")
-flags.DEFINE_string("results", "RESULTS.md", "Results file.")
+def define_flags() -> None:
+  once = sweep_flags.define_once
+  once(flags.DEFINE_list, "datasets", ["medium-replay", "medium-expert"], "Pendulum dataset kinds.")
+  once(flags.DEFINE_list, "methods", ["cql_h", "cql_eq1", "ensemble_2", "ensemble_4",
+                                      "ensemble_10", "ensemble_20"], "variants.variant_config names.")
+  sweep_flags.define(num_steps=5000, num_seeds=2)
+  once(flags.DEFINE_float, "gamma", 0.99, "Discount of the critic and of the true return.")
+  once(flags.DEFINE_float, "polyak", 5e-3, "Target-critic Polyak rate.")
+  once(flags.DEFINE_integer, "value_samples", 100, "Policy samples M per initial state for V̂.")
+  once(flags.DEFINE_integer, "horizon", 1000, "Rollout length for the true discounted return.")
+
 
 HEADING = "## Table 4: value over/under-estimation (issue 5)"
 LABELS = {"cql_h": "CQL(H)", "cql_eq1": "CQL (Eq. 1)", "cql_rho": "CQL(ρ)"}
@@ -104,9 +98,7 @@ def make_predicted_value(config, obs_dim, action_dim):
 
 
 def base_config():
-  config = classic.pendulum_agent_config(FLAGS.hidden)
-  config.actor_lr = FLAGS.actor_lr
-  config.cql.weight = FLAGS.cql_weight
+  config = sweep_flags.agent_config()
   config.gamma = FLAGS.gamma
   config.polyak = FLAGS.polyak
   config.backup_entropy = False  # Q in reward units, comparable with the discounted return.
@@ -187,4 +179,5 @@ are negative).
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

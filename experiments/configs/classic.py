@@ -8,29 +8,15 @@ from __future__ import annotations
 
 import ml_collections
 
-from cql_jax.agents import cql
 from cql_jax.data import pendulum
 from experiments.configs import base
 
 
 def pendulum_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
-  """CQL(H) settings for Pendulum-v1 (|O| = 3, |A| = 1), shared by the runner, demo and scripts.
-
-  Pendulum's returns reach −1000 and its Q-values settle near −50 to −500, far from the
-  critic's start at 0; with the reference critic lr 3e-4 the critic is still travelling there
-  after 10k steps and the policy chases a moving target (measured: normalized 20–40 at 8k
-  steps on medium-expert). A critic lr of 1e-3 with the public codes' deterministic backup
-  reached 95 at 8k steps (RESULTS.md). 64-unit layers suffice for a 4-d input.
-  """
-  agent = cql.default_config()
-  agent.actor_hidden_sizes = (hidden, hidden)
-  agent.critic_hidden_sizes = (hidden, hidden)
-  agent.actor_lr = 3e-4
-  agent.critic_lr = 1e-3
-  agent.alpha_lr = 3e-4
-  agent.backup_entropy = False
-  agent.cql.weight = 5.0
-  return agent
+  """CQL(H) settings for Pendulum-v1 (|O| = 3, |A| = 1), shared by the runner, demo and scripts:
+  base.short_budget_agent_config (critic lr 1e-3, deterministic backup, α = 5); 64-unit layers
+  suffice for a 3-d observation."""
+  return base.short_budget_agent_config(hidden)
 
 
 def get_config(variant: str = "medium-expert") -> ml_collections.ConfigDict:

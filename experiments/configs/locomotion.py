@@ -11,6 +11,9 @@ their own reference scores, so D4RL/paper numbers do not transfer. The id mappin
                          how D4RL built medium-expert; Minari has no such set)
   <env>-medium-replay -> no Minari equivalent (there is no stored replay buffer); refused with an
                          error rather than silently mapped to a different kind of data.
+Variants "cql_jax/<env>-<kind>" use the project's own datasets `cql_jax/<env>/<kind>-v0`
+instead (made by experiments/make_datasets.py with the project's online SAC; kinds random, medium,
+expert, medium-replay, medium-expert), e.g. --config=experiments/configs/locomotion.py:cql_jax/hopper-medium-replay.
 Hyperparameters: official/CORL/d3rlpy 3x256 networks, π lr 1e-4, Q lr 3e-4, fixed α = 5
 (JaxCQL, d3rlpy; CORL uses 10), batch 256, 1M steps, deterministic backup (REFERENCE.md §1).
 """
@@ -18,8 +21,10 @@ from __future__ import annotations
 
 import ml_collections
 
+from cql_jax.data import mujoco_datasets
 from experiments.configs import base
 
+OWN_PREFIX = "cql_jax/"
 ENVS = ("hopper", "halfcheetah", "walker2d")
 KINDS = ("random", "simple", "medium", "expert", "medium-expert", "medium-replay")
 
@@ -38,11 +43,15 @@ def dataset_ids(env: str, kind: str) -> tuple:
 
 
 def get_config(variant: str = "hopper-medium") -> ml_collections.ConfigDict:
-  env, _, kind = variant.partition("-")
-  if env not in ENVS or kind not in KINDS:
-    raise ValueError(f"unknown locomotion variant '{variant}'; expected <env>-<kind> with env in "
-                     f"{ENVS} and kind in {KINDS}, e.g. hopper-medium-expert.")
-  ids = dataset_ids(env, kind)
+  own = variant.startswith(OWN_PREFIX)
+  env, _, kind = variant[len(OWN_PREFIX) if own else 0:].partition("-")
+  kinds = mujoco_datasets.KINDS if own else KINDS
+  if env not in ENVS or kind not in kinds:
+    raise ValueError(f"unknown locomotion variant '{variant}'; expected <env>-<kind> (Minari's "
+                     f"mujoco/ data) or {OWN_PREFIX}<env>-<kind> (the project's own, made by "
+                     f"experiments/make_datasets.py) with env in {ENVS} and kind in {kinds}, "
+                     "e.g. hopper-medium-expert or cql_jax/hopper-medium-replay.")
+  ids = (mujoco_datasets.dataset_id(env, kind),) if own else dataset_ids(env, kind)
   c = base.get_config()
   c.dataset_id = ids[0]
   c.extra_dataset_ids = ids[1:]
