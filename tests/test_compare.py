@@ -8,21 +8,11 @@ import pytest
 
 from cql_jax import runner
 from cql_jax.data import minari_io
-from cql_jax.data import pendulum
 from experiments import compare
 from experiments import results_md
 from experiments.configs import locomotion
 
 FLAGS = flags.FLAGS
-
-
-@pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-  root = tmp_path_factory.mktemp("minari")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("MINARI_DATASETS_PATH", str(root))
-    pendulum.ensure_pendulum_datasets(kinds=("medium",), num_episodes=4, ref_episodes=4)
-    yield root
 
 
 def _tiny_flags(tmp_path, **extra):
@@ -41,8 +31,8 @@ def _lines(path):
   return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def test_compare_records_each_run_and_resumes(minari_root, tmp_path, monkeypatch):
-  del minari_root
+def test_compare_records_each_run_and_resumes(pendulum_minari_root, tmp_path, monkeypatch):
+  del pendulum_minari_root
   results = tmp_path / "RESULTS.md"
   results.write_text("# Results\n\n## Other section\n\nkept as it is\n")
   with _tiny_flags(tmp_path):

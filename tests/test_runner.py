@@ -20,7 +20,6 @@ from cql_jax import checkpoints
 from cql_jax import runner
 from cql_jax import writers
 from cql_jax.data import minari_io
-from cql_jax.data import pendulum
 from experiments.configs import base
 from experiments.configs import classic
 from experiments.configs import locomotion
@@ -37,17 +36,8 @@ TINY_FLAGS = [f"--config.{k}={v}" for k, v in TINY.items()]
 
 
 @pytest.fixture(scope="module")
-def minari_root(tmp_path_factory):
-  root = tmp_path_factory.mktemp("minari")
-  with pytest.MonkeyPatch.context() as mp:
-    mp.setenv("MINARI_DATASETS_PATH", str(root))
-    pendulum.ensure_pendulum_datasets(kinds=("medium",), num_episodes=4, ref_episodes=4)
-    yield root
-
-
-@pytest.fixture(scope="module")
-def tiny_config(minari_root):
-  del minari_root
+def tiny_config(pendulum_minari_root):
+  del pendulum_minari_root
   return base.override(classic.get_config("medium"), TINY)
 
 
@@ -113,10 +103,10 @@ def test_resume_is_bit_identical(full_run, tiny_config, tmp_path):
                               resume=True, progress=False)
 
 
-def test_sigkill_leaves_no_torn_files(full_run, minari_root, tiny_config, tmp_path):
+def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_config, tmp_path):
   """Kill a CLI run while it checkpoints every chunk; everything left must read back whole."""
   workdir = tmp_path / "killed"
-  env = {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(minari_root),
+  env = {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(pendulum_minari_root),
          "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
   cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/classic.py:medium",
@@ -168,8 +158,8 @@ def test_non_finite_loss_stops_the_run(tiny_config, tmp_path):
   assert checkpoints.Checkpointer(tmp_path / "checkpoints", 2).all_steps() == []
 
 
-def test_missing_dataset_names_download_command(minari_root, tmp_path):
-  del minari_root
+def test_missing_dataset_names_download_command(pendulum_minari_root, tmp_path):
+  del pendulum_minari_root
   config = locomotion.get_config("hopper-medium")
   with pytest.raises(minari_io.DatasetError) as error:
     runner.train_and_evaluate(config, tmp_path, SEEDS, progress=False)
