@@ -16,13 +16,15 @@ ref_min_score is the uniform random policy's mean return and ref_max_score the e
 """
 from __future__ import annotations
 
-from typing import Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, Sequence
 
 import jax
 import numpy as np
 
-from cql_jax import online
 from cql_jax.data import generate
+
+if TYPE_CHECKING:  # only annotations use it; the runner imports this module for ENVS alone.
+  from cql_jax import online
 
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
