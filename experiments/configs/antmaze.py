@@ -19,11 +19,7 @@ MAZES = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play"
 
 
 def get_config(variant: str = "umaze") -> ml_collections.ConfigDict:
-  if variant not in MAZES:
-    raise ValueError(f"unknown antmaze variant '{variant}'; choose one of {', '.join(MAZES)}.")
-  c = base.get_config()
-  c.dataset_id = f"D4RL/antmaze/{variant}-v1"
-  c.config_arg = f"experiments/configs/antmaze.py:{variant}"
+  c = base.variant_config("antmaze", variant, MAZES, "D4RL/antmaze/{variant}-v1")
   c.data.reward_scale = 10.0
   c.data.reward_bias = -5.0
   c.data.obs_keys = ("observation", "desired_goal")

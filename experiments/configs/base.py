@@ -45,6 +45,21 @@ def get_config() -> ml_collections.ConfigDict:
   return c
 
 
+def variant_config(domain: str, variant: str, choices, dataset_id_format: str
+                   ) -> ml_collections.ConfigDict:
+  """Unlocked base config for one of a domain file's named variants.
+
+  domain: the file's name in experiments/configs (e.g. "kitchen"); choices: the valid variants;
+  dataset_id_format: the Minari id with "{variant}" in it, e.g. "D4RL/kitchen/{variant}-v2".
+  """
+  if variant not in choices:
+    raise ValueError(f"unknown {domain} variant '{variant}'; choose one of {', '.join(choices)}.")
+  c = get_config()
+  c.dataset_id = dataset_id_format.format(variant=variant)
+  c.config_arg = f"experiments/configs/{domain}.py:{variant}"
+  return c
+
+
 def use_reference_recipe(c: ml_collections.ConfigDict, cql_weight: float) -> None:
   """The official CQL recipe for D4RL-style domains (REFERENCE.md §1): 3×256 networks,
   actor lr 1e-4 (the temperature's too), critic lr 3e-4, α = cql_weight, 1M steps."""

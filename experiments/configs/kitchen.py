@@ -15,11 +15,7 @@ KINDS = ("complete", "partial", "mixed")
 
 
 def get_config(variant: str = "partial") -> ml_collections.ConfigDict:
-  if variant not in KINDS:
-    raise ValueError(f"unknown kitchen variant '{variant}'; choose one of {', '.join(KINDS)}.")
-  c = base.get_config()
-  c.dataset_id = f"D4RL/kitchen/{variant}-v2"
-  c.config_arg = f"experiments/configs/kitchen.py:{variant}"
+  c = base.variant_config("kitchen", variant, KINDS, "D4RL/kitchen/{variant}-v2")
   c.data.obs_keys = ("observation",)
   base.use_reference_recipe(c, cql_weight=5.0)
   c.eval_every = 50_000
