@@ -5,7 +5,7 @@ setup(
     name="cql_jax",
     version="0.1.0",
     description="Conservative Q-Learning for offline RL in JAX/Flax",
-    packages=find_packages(include=["cql_jax", "cql_jax.*", "experiments", "experiments.*"]),
+    packages=find_packages(include=["cql_jax", "cql_jax.*"]),
     python_requires=">=3.10",
     install_requires=[
         "jax", "flax", "optax", "chex", "numpy", "minari", "gymnasium",

@@ -1,5 +1,5 @@
 """Prototype variants of the continuous CQL agent, for measuring a change before it lands in
-`cql_jax.agents.cql` (owned elsewhere). Each variant builds the library agent with one thing
+`cql_jax.continuous.agent` (owned elsewhere). Each variant builds the library agent with one thing
 changed; `throughput.py --variant=NAME` times it next to the library agent.
 
   bf16: critic torso matmuls with bfloat16 operands and float32 accumulation
@@ -13,8 +13,8 @@ from unittest import mock
 import jax.numpy as jnp
 import numpy as np
 
-from cql_jax import networks
-from cql_jax.agents import cql
+from cql_jax.continuous import networks
+from cql_jax.continuous import agent as cql
 
 VARIANTS = ("bf16",)
 

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 
 from cql_jax import train
-from cql_jax.agents import cql
+from cql_jax.continuous import agent as cql
 from cql_jax.data import buffer
 from cql_jax.types import Transition
 

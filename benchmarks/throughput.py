@@ -72,7 +72,7 @@ def cost_flops(compiled) -> float:
 
 def continuous_agent(update_variant: str = "library"):
   """Reference CQL agent (Hopper shapes) and a synthetic dataset; returns (agent, data)."""
-  from cql_jax.agents import cql
+  from cql_jax.continuous import agent as cql
   from cql_jax.types import Transition
   import jax.numpy as jnp
   config = cql.default_config()
@@ -298,7 +298,7 @@ def main(argv=None):
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--threads", default="1,2", help="thread counts for the roofline suite")
   p.add_argument("--variant", default="library",
-                 help="continuous update: 'library' (cql_jax.agents.cql) or a prototype in "
+                 help="continuous update: 'library' (cql_jax.continuous.agent) or a prototype in "
                       "benchmarks/fast_cql.py")
   p.add_argument("--d3rlpy_python", default=None,
                  help="interpreter with d3rlpy installed, used when d3rlpy is not importable here")

@@ -4,9 +4,9 @@ The public API is this flat list; everything else is an implementation module.
 """
 from cql_jax.agents import device_data
 from cql_jax.agents import make_agent
-from cql_jax.agents.cql import CQLState
-from cql_jax.agents.cql import default_config as cql_config
-from cql_jax.agents.cql import make_cql_agent
+from cql_jax.continuous.agent import CQLState
+from cql_jax.continuous.agent import default_config as cql_config
+from cql_jax.continuous.agent import make_cql_agent
 from cql_jax.data.buffer import sample_batch
 from cql_jax.data.minari_io import DatasetError
 from cql_jax.data.minari_io import load_dataset

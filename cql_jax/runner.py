@@ -27,11 +27,11 @@ from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import train
 from cql_jax import writers
-from cql_jax.data import cartpole
+from cql_jax.makers import cartpole
 from cql_jax.data import minari_io
-from cql_jax.data import mujoco_datasets
+from cql_jax.makers import mujoco_datasets
 from cql_jax.data import paths
-from cql_jax.data import pendulum
+from cql_jax.makers import pendulum
 from cql_jax.types import Agent, OfflineDataset
 
 _log = logging.getLogger(__name__)
@@ -110,7 +110,7 @@ def load_data(config, download: bool = False, workdir: str = "<workdir>") -> Off
   """Loads config.dataset_id (+ extra_dataset_ids) with the configured reward transform."""
   if config.dataset_id is None:
     raise ValueError("config.dataset_id is not set; use a domain config such as "
-                     "--config=experiments/configs/classic.py:medium.")
+                     "--config=cql_jax/configs/classic.py:medium.")
   parts = []
   for dataset_id in (config.dataset_id, *config.extra_dataset_ids):
     if dataset_id.startswith((pendulum.NAMESPACE + "/", cartpole.NAMESPACE + "/")):
@@ -290,7 +290,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
   """Trains len(seeds) seeds of `config` together and writes everything under `workdir`.
 
   Args:
-    config: a domain config (experiments/configs/<domain>.py).
+    config: a domain config (cql_jax/configs/<domain>.py).
     workdir: run directory (created).
     seeds: integer seeds; all train in one vmapped program.
     resume: continue from the latest checkpoint in `workdir` (or start if there is none).

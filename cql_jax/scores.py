@@ -36,7 +36,7 @@ def normalized_score(returns: ArrayLike, ref_min: Optional[float],
         f"Cannot normalise scores: ref_min_score={ref_min!r}, ref_max_score={ref_max!r}. "
         "The dataset has no reference scores in its metadata. Pass ref_min/ref_max "
         "explicitly, or regenerate the dataset with ref_min_score and ref_max_score "
-        "(cql_jax.data.generate.write_dataset records both); report raw returns otherwise.")
+        "(cql_jax.makers.generate.write_dataset records both); report raw returns otherwise.")
   ref_min = float(ref_min)
   ref_max = float(ref_max)
   if not (np.isfinite(ref_min) and np.isfinite(ref_max)):

@@ -4,7 +4,7 @@
   --env=hopper|halfcheetah|walker2d   cql_jax/<env>/<kind>-v0, made by experiments/make_datasets.py
                                       with the project's online SAC (issue 8)
 
-Every method is a configuration of the one CQL agent (cql_jax.agents.variants) on
+Every method is a configuration of the one CQL agent (cql_jax.continuous.variants) on
 base.short_budget_agent_config. Seeds are vmapped in one compiled program (train.fit(...,
 num_seeds=S)); each seed's final policy is evaluated deterministically (tanh of the mean) and
 scored on the D4RL 0–100 scale of the dataset's ref_min_score / ref_max_score.
@@ -30,10 +30,10 @@ import numpy as np
 
 from cql_jax import train
 from cql_jax.agents import device_data, make_agent
-from cql_jax.agents import variants
+from cql_jax.continuous import variants
 from cql_jax.data import minari_io
-from cql_jax.data import mujoco_datasets
-from cql_jax.data import pendulum
+from cql_jax.makers import mujoco_datasets
+from cql_jax.makers import pendulum
 from cql_jax.evaluation import evaluate_agent, seed_state
 from experiments import results_md
 from experiments import sweep_flags

@@ -17,8 +17,8 @@ from cql_jax import evaluation
 from cql_jax import scores
 from cql_jax import train
 from cql_jax.data import minari_io
-from cql_jax.data import pendulum
-from experiments.configs import classic
+from cql_jax.makers import pendulum
+from cql_jax.configs import classic
 
 DEFAULT_STEPS = 8_000
 FLAGS = flags.FLAGS

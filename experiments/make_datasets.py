@@ -3,9 +3,9 @@
   python -m experiments.make_datasets --env=hopper --workdir=runs/datasets-hopper \
       --total_steps=1000000 --max_minutes=45 [--num_transitions=200000] [--target_return=2500]
 
-For each of --env (hopper, halfcheetah, walker2d; a list) it trains SAC (cql_jax.online),
+For each of --env (hopper, halfcheetah, walker2d; a list) it trains SAC (cql_jax.makers.online),
 keeping a policy snapshot at every evaluation and every finished training episode, then writes
-cql_jax/<env>/{random,medium,expert,medium-replay,medium-expert}-v0 (cql_jax.data.mujoco_datasets)
+cql_jax/<env>/{random,medium,expert,medium-replay,medium-expert}-v0 (cql_jax.makers.mujoco_datasets)
 under $MINARI_DATASETS_PATH (default data/minari). It logs the evaluation curve, the step and
 wall time at which --target_return was first reached (or that it was not), and writes
 <workdir>/<env>/summary.json with the curve, timings and dataset statistics, and
@@ -45,8 +45,8 @@ def log(message: str) -> None:
 
 def run_env(env_name: str) -> dict:
   import jax
-  from cql_jax import online
-  from cql_jax.data import mujoco_datasets
+  from cql_jax.makers import online
+  from cql_jax.makers import mujoco_datasets
 
   env_id = mujoco_datasets.ENVS[env_name]
   outdir = os.path.join(FLAGS.workdir, env_name)
@@ -87,7 +87,7 @@ def run_env(env_name: str) -> dict:
   }
   with open(os.path.join(outdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
-  train_text = (f"Behaviour policies from one online SAC run (cql_jax.online, seed {FLAGS.seed}, "
+  train_text = (f"Behaviour policies from one online SAC run (cql_jax.makers.online, seed {FLAGS.seed}, "
                 f"256x256 nets, UTD 1, {config.warmup_steps} random warm-up steps) of "
                 f"{run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core CPU).")
   start = time.perf_counter()

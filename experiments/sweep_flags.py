@@ -34,7 +34,7 @@ def define(*, num_steps: int, num_seeds: int) -> None:
 
 def agent_config():
   """base.short_budget_agent_config with the --hidden, --actor_lr and --cql_weight flags."""
-  from experiments.configs import base
+  from cql_jax.configs import base
   config = base.short_budget_agent_config(FLAGS.hidden)
   config.actor_lr = FLAGS.actor_lr
   config.cql.weight = FLAGS.cql_weight

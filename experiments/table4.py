@@ -23,12 +23,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from cql_jax import networks
+from cql_jax.continuous import networks
 from cql_jax import train
 from cql_jax.agents import device_data, make_agent
-from cql_jax.agents import variants
+from cql_jax.continuous import variants
 from cql_jax.data import minari_io
-from cql_jax.data import pendulum
+from cql_jax.makers import pendulum
 from cql_jax.evaluation import seed_state
 from cql_jax.envs.pendulum import set_pendulum_state
 from experiments import results_md

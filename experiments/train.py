@@ -1,6 +1,6 @@
 """Entry point: the only module that reads flags.
 
-  python -m experiments.train --config=experiments/configs/classic.py:medium-expert \
+  python -m experiments.train --config=cql_jax/configs/classic.py:medium-expert \
       --workdir=runs/pendulum-me --seeds=0,1,2,3 [--config.agent.cql.weight=10] [--resume]
 """
 from __future__ import annotations
@@ -14,7 +14,7 @@ from ml_collections import config_flags
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
-    "config", None, "Domain config, e.g. experiments/configs/locomotion.py:hopper-medium.",
+    "config", None, "Domain config, e.g. cql_jax/configs/locomotion.py:hopper-medium.",
     lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (config, metrics, checkpoints, results).")
 flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds, trained together in one vmapped program.")
@@ -35,7 +35,7 @@ def parse_flags(argv):
     config_args = [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
     if not config_args:
       raise
-    from experiments.configs import base
+    from cql_jax.configs import base
     try:
       config = base.load_config_file(config_args[-1])
     except Exception:  # pylint: disable=broad-except

@@ -18,7 +18,7 @@ jax.config.update("jax_debug_key_reuse", True)
 @pytest.fixture(scope="module")
 def pendulum_minari_root(tmp_path_factory):
   """A module's own MINARI_DATASETS_PATH holding a 4-episode Pendulum medium dataset."""
-  from cql_jax.data import pendulum
+  from cql_jax.makers import pendulum
   root = tmp_path_factory.mktemp("minari")
   with pytest.MonkeyPatch.context() as mp:
     mp.setenv("MINARI_DATASETS_PATH", str(root))

@@ -6,8 +6,8 @@ import pytest
 from cql_jax import agents
 from cql_jax import evaluation
 from cql_jax import train
-from cql_jax.data import cartpole
-from cql_jax.data import generate
+from cql_jax.makers import cartpole
+from cql_jax.makers import generate
 from cql_jax.data import minari_io
 from cql_jax.discrete.agent import default_discrete_config
 

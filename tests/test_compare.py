@@ -10,7 +10,7 @@ from cql_jax import runner
 from cql_jax.data import minari_io
 from experiments import compare
 from experiments import results_md
-from experiments.configs import locomotion
+from cql_jax.configs import locomotion
 
 FLAGS = flags.FLAGS
 

@@ -6,7 +6,7 @@ import pytest
 
 from cql_jax import agents
 from cql_jax import train
-from cql_jax.agents import cql
+from cql_jax.continuous import agent as cql
 from cql_jax.data import minari_io
 from cql_jax.types import OfflineDataset, Transition
 

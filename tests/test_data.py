@@ -8,7 +8,8 @@ import pytest
 from minari.data_collector import EpisodeBuffer
 
 from cql_jax import scores
-from cql_jax.data import generate, minari_io, paths, pendulum
+from cql_jax.data import minari_io, paths
+from cql_jax.makers import generate, pendulum
 from cql_jax.data.minari_io import DatasetError
 from cql_jax.types import OfflineDataset, Transition
 

@@ -1,12 +1,12 @@
-"""experiments/configs/{atari,cartpole}.py: every variant builds, and its agent builds."""
+"""cql_jax/configs/{atari,cartpole}.py: every variant builds, and its agent builds."""
 import jax
 import numpy as np
 import pytest
 
-from cql_jax.data import cartpole as cartpole_data
+from cql_jax.makers import cartpole as cartpole_data
 from cql_jax.data import dopamine_replay
 from cql_jax.discrete.agent import make_discrete_agent
-from experiments.configs import atari, cartpole
+from cql_jax.configs import atari, cartpole
 
 
 @pytest.mark.parametrize("game", sorted(atari.GAMES))

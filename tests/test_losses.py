@@ -1,4 +1,4 @@
-"""Each loss in cql_jax.losses against a NumPy twin written here with plain loops."""
+"""Each loss in cql_jax.continuous.losses against a NumPy twin written here with plain loops."""
 import math
 
 import jax
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from scipy import integrate
 
-from cql_jax import losses
-from cql_jax import networks
+from cql_jax.continuous import losses
+from cql_jax.continuous import networks
 
 RNG = np.random.default_rng(0)
 E, B, M = 2, 5, 7

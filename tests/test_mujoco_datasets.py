@@ -4,11 +4,11 @@ import jax
 import numpy as np
 import pytest
 
-from cql_jax import online
+from cql_jax.makers import online
 from cql_jax.agents import make_agent
-from cql_jax.agents import variants
+from cql_jax.continuous import variants
 from cql_jax.data import minari_io
-from cql_jax.data import mujoco_datasets
+from cql_jax.makers import mujoco_datasets
 from cql_jax.evaluation import evaluate_agent
 
 

@@ -4,7 +4,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cql_jax import networks
+from cql_jax.continuous import networks
 
 
 def _row_major_q(params, obs, actions):

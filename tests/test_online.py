@@ -1,11 +1,11 @@
-"""Tests of the device ring buffer and online SAC (cql_jax.data.replay, cql_jax.online)."""
+"""Tests of the device ring buffer and online SAC (cql_jax.data.replay, cql_jax.makers.online)."""
 import time
 
 import jax
 import numpy as np
 import pytest
 
-from cql_jax import online
+from cql_jax.makers import online
 from cql_jax.data import replay
 from cql_jax.types import Transition
 
@@ -140,7 +140,7 @@ def test_sac_learns_pendulum():
 
 
 def test_pick_snapshots_takes_first_third_of_best():
-  from cql_jax.data import mujoco_datasets
+  from cql_jax.makers import mujoco_datasets
   snaps = [{"step": s, "mean_return": r, "actor_params": None}
            for s, r in [(10, 50.0), (20, 900.0), (30, 1200.0), (40, 3000.0), (50, 2000.0)]]
   medium, expert = mujoco_datasets.pick_snapshots(snaps)
@@ -149,7 +149,7 @@ def test_pick_snapshots_takes_first_third_of_best():
 
 
 def test_training_episodes_keep_those_ended_by_step():
-  from cql_jax.data import mujoco_datasets
+  from cql_jax.makers import mujoco_datasets
   def episode(length, end_step):
     return online.Episode(observations=np.zeros((length + 1, 2), np.float32),
                           actions=np.zeros((length, 1), np.float32), rewards=np.ones(length),
@@ -162,7 +162,7 @@ def test_training_episodes_keep_those_ended_by_step():
 
 
 def test_dataset_id_validates():
-  from cql_jax.data import mujoco_datasets
+  from cql_jax.makers import mujoco_datasets
   assert mujoco_datasets.dataset_id("hopper", "medium-replay") == "cql_jax/hopper/medium-replay-v0"
   with pytest.raises(ValueError):
     mujoco_datasets.dataset_id("ant", "medium")

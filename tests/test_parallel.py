@@ -14,7 +14,7 @@ _SCRIPT = textwrap.dedent("""
   import jax
   import numpy as np
   from cql_jax import parallel, train
-  from cql_jax.agents import cql
+  from cql_jax.continuous import agent as cql
   from cql_jax.discrete import agent as discrete
   from cql_jax.types import Transition
 

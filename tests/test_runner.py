@@ -20,9 +20,9 @@ from cql_jax import checkpoints
 from cql_jax import runner
 from cql_jax import writers
 from cql_jax.data import minari_io
-from experiments.configs import base
-from experiments.configs import classic
-from experiments.configs import locomotion
+from cql_jax.configs import base
+from cql_jax.configs import classic
+from cql_jax.configs import locomotion
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SEEDS = (0, 1)
@@ -60,7 +60,7 @@ def test_override_and_unknown_key(tiny_config):
 
 def test_cli_unknown_key_lists_valid_keys():
   proc = subprocess.run(
-      [sys.executable, "-m", "experiments.train", "--config=experiments/configs/classic.py:medium",
+      [sys.executable, "-m", "experiments.train", "--config=cql_jax/configs/classic.py:medium",
        "--config.agent.cql.wieght=3", "--workdir=/nonexistent"],
       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
       timeout=120)
@@ -109,7 +109,7 @@ def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_confi
   env = {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(pendulum_minari_root),
          "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(ROOT / ".jax_cache"),
          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0.5"}
-  cmd = [sys.executable, "-m", "experiments.train", "--config=experiments/configs/classic.py:medium",
+  cmd = [sys.executable, "-m", "experiments.train", "--config=cql_jax/configs/classic.py:medium",
          *TINY_FLAGS, "--config.num_steps=20000", "--config.eval_every=2000",
          f"--workdir={workdir}", "--seeds=0,1", "--noprogress"]
   proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -164,7 +164,7 @@ def test_missing_dataset_names_download_command(pendulum_minari_root, tmp_path):
   with pytest.raises(minari_io.DatasetError) as error:
     runner.train_and_evaluate(config, tmp_path, SEEDS, progress=False)
   message = str(error.value)
-  assert "python -m experiments.train --config=experiments/configs/locomotion.py:hopper-medium" in message
+  assert "python -m experiments.train --config=cql_jax/configs/locomotion.py:hopper-medium" in message
   assert "--download" in message and "minari download mujoco/hopper/medium-v0" in message
 
 

@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 
 from cql_jax import runner
-from cql_jax.data import cartpole
-from experiments.configs import atari
-from experiments.configs import base
-from experiments.configs import cartpole as cartpole_config
+from cql_jax.makers import cartpole
+from cql_jax.configs import atari
+from cql_jax.configs import base
+from cql_jax.configs import cartpole as cartpole_config
 from tests.test_atari_env import _write_replay
 
 

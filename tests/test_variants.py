@@ -6,10 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cql_jax import losses
+from cql_jax.continuous import losses
 from cql_jax import train
-from cql_jax.agents import cql
-from cql_jax.agents import variants
+from cql_jax.continuous import agent as cql
+from cql_jax.continuous import variants
 from cql_jax.types import Transition
 
 RNG = np.random.default_rng(1)

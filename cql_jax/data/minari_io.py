@@ -243,7 +243,7 @@ def _missing_dataset_error(dataset_id: str, download: bool, cause: Exception) ->
   else:
     how = (f"Fetch it with `minari download {dataset_id}` (with MINARI_DATASETS_PATH={root}), or "
            "pass download=True (runner flag --download). Datasets this project generates itself "
-           "(cql_jax/pendulum/*) are made with cql_jax.data.pendulum.ensure_pendulum_datasets().")
+           "(cql_jax/pendulum/*) are made with cql_jax.makers.pendulum.ensure_pendulum_datasets().")
   return DatasetError(
       f"Dataset '{dataset_id}' is not available under {root}. {how} Locally available: "
       f"{local_text}. (cause: {type(cause).__name__}: {cause})")

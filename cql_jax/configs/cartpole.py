@@ -1,8 +1,8 @@
 """Discrete CQL on the project's CartPole-v1 datasets `cql_jax/cartpole/<kind>-v0`.
 
-Argument "<kind>[-<algo>]": kind in cql_jax.data.cartpole.KINDS (random, medium, expert,
+Argument "<kind>[-<algo>]": kind in cql_jax.makers.cartpole.KINDS (random, medium, expert,
 medium-replay, medium-expert); algo cql (default: DQN + CQL(H), weight 1) or dqn (weight 0).
-e.g. --config=experiments/configs/cartpole.py:medium-replay or cartpole.py:medium-replay-dqn.
+e.g. --config=cql_jax/configs/cartpole.py:medium-replay or cartpole.py:medium-replay-dqn.
 The settings are those of tests/test_discrete_learning.py (RESULTS.md, issue 6).
 A missing dataset is made by cartpole.ensure_cartpole_datasets([kind], generation.num_episodes,
 generation.seed).
@@ -12,9 +12,9 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from cql_jax.data import cartpole
+from cql_jax.makers import cartpole
 from cql_jax.discrete.agent import default_discrete_config
-from experiments.configs import base
+from cql_jax.configs import base
 
 ALGOS = ("cql", "dqn")
 
@@ -30,7 +30,7 @@ def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
                      f"in {cartpole.KINDS} and algo in {ALGOS}, e.g. 'medium-replay-dqn'.")
   c = base.get_config()
   c.dataset_id = cartpole.dataset_id(kind)
-  c.config_arg = f"experiments/configs/cartpole.py:{arg}"
+  c.config_arg = f"cql_jax/configs/cartpole.py:{arg}"
   # How a missing dataset is generated (ensure_cartpole_datasets arguments; None: defaults).
   c.generation = ml_collections.ConfigDict()
   c.generation.num_episodes = config_dict.placeholder(int)

@@ -1,4 +1,4 @@
-"""Settings shared by every domain; each experiments/configs/<domain>.py starts from get_config().
+"""Settings shared by every domain; each cql_jax/configs/<domain>.py starts from get_config().
 
 Also holds the config helpers the entry point and tests use: a readable error for an unknown
 override key (absl only says "Unknown command line flag") and `override` for dotted updates.
@@ -11,7 +11,7 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
-from cql_jax.agents import cql
+from cql_jax.continuous import agent as cql
 
 
 def get_config() -> ml_collections.ConfigDict:
@@ -49,14 +49,14 @@ def variant_config(domain: str, variant: str, choices, dataset_id_format: str
                    ) -> ml_collections.ConfigDict:
   """Unlocked base config for one of a domain file's named variants.
 
-  domain: the file's name in experiments/configs (e.g. "kitchen"); choices: the valid variants;
+  domain: the file's name in cql_jax/configs (e.g. "kitchen"); choices: the valid variants;
   dataset_id_format: the Minari id with "{variant}" in it, e.g. "D4RL/kitchen/{variant}-v2".
   """
   if variant not in choices:
     raise ValueError(f"unknown {domain} variant '{variant}'; choose one of {', '.join(choices)}.")
   c = get_config()
   c.dataset_id = dataset_id_format.format(variant=variant)
-  c.config_arg = f"experiments/configs/{domain}.py:{variant}"
+  c.config_arg = f"cql_jax/configs/{domain}.py:{variant}"
   return c
 
 

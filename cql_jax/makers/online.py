@@ -26,7 +26,7 @@ import numpy as np
 
 from cql_jax import evaluation
 from cql_jax import train
-from cql_jax.agents.cql import default_config as cql_default_config, make_cql_agent
+from cql_jax.continuous.agent import default_config as cql_default_config, make_cql_agent
 from cql_jax.data import replay
 from cql_jax.types import Agent, Transition
 

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 
-from cql_jax.agents import cql
+from cql_jax.continuous import agent as cql
 
 NAMES = ("cql_h", "cql_rho", "cql_nonis", "cql_eq1", "sac", "bc")
 

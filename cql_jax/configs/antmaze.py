@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import base
+from cql_jax.configs import base
 
 MAZES = ("umaze", "umaze-diverse", "medium-play", "medium-diverse", "large-play", "large-diverse")
 

@@ -6,7 +6,7 @@ Argument "<game>-<percent>[-<algo>]":
            10 -> uniform_10pct (10% of each, 5M),
            20 -> first_20pct   (checkpoints 0-9 in full, the first 10M transitions).
   algo:    cql (default: QR-DQN + CQL(H)), qrdqn or rem (batch_rl baselines, weight 0), dqn.
-e.g. --config=experiments/configs/atari.py:pong-1 or atari.py:breakout-10-qrdqn.
+e.g. --config=cql_jax/configs/atari.py:pong-1 or atari.py:breakout-10-qrdqn.
 
 Hyperparameters are batch_rl's fixed-replay QR-DQN ones (quantile*.gin): Adam 5e-5, eps 0.01/32,
 batch 32, gamma 0.99, 1-step targets, target network every 2000 gradient steps (8000 agent steps
@@ -21,7 +21,7 @@ import ml_collections
 from ml_collections import config_dict
 
 from cql_jax.discrete.agent import default_discrete_config
-from experiments.configs import base
+from cql_jax.configs import base
 
 GAMES = {"pong": "Pong", "breakout": "Breakout", "qbert": "Qbert", "seaquest": "Seaquest",
          "asterix": "Asterix"}
@@ -46,7 +46,7 @@ def get_config(arg: str = "pong-1") -> ml_collections.ConfigDict:
 
   c = base.get_config()
   c.dataset_id = f"dqn-replay/{game}/{SETTINGS[percent]}"  # a name for logs; not a Minari id.
-  c.config_arg = f"experiments/configs/atari.py:{arg}"
+  c.config_arg = f"cql_jax/configs/atari.py:{arg}"
   c.atari = ml_collections.ConfigDict()
   c.atari.game = game  # ALE name, for cql_jax.envs.atari.make_atari_env.
   c.atari.setting = SETTINGS[percent]  # key of dopamine_replay.PAPER_SETTINGS.

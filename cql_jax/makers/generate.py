@@ -1,6 +1,6 @@
 """Rolling out NumPy behaviour policies and writing Minari datasets.
 
-Environment-agnostic machinery; ``cql_jax.data.pendulum`` supplies the policies
+Environment-agnostic machinery; ``cql_jax.makers.pendulum`` supplies the policies
 for Pendulum-v1. A policy is a NumPy function over a batch of observations,
 
     policy(obs: float32 [B, O], rng: np.random.Generator) -> actions [B, A],

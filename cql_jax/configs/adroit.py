@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import base
+from cql_jax.configs import base
 
 TASKS = ("pen", "hammer", "door", "relocate")
 KINDS = ("human", "cloned", "expert")
@@ -22,7 +22,7 @@ def get_config(variant: str = "pen-human") -> ml_collections.ConfigDict:
                      f"{TASKS} and kind in {KINDS}, e.g. door-cloned.")
   c = base.get_config()
   c.dataset_id = f"D4RL/{task}/{kind}-v2"
-  c.config_arg = f"experiments/configs/adroit.py:{variant}"
+  c.config_arg = f"cql_jax/configs/adroit.py:{variant}"
   base.use_reference_recipe(c, cql_weight=1.0)
   c.lock()
   return c

@@ -11,14 +11,14 @@ from cql_jax.types import Agent, OfflineDataset, Transition
 def make_agent(config: ml_collections.ConfigDict, dataset: OfflineDataset) -> Agent:
   """The agent `config` describes, shaped for `dataset`.
 
-  config: cql_jax.agents.cql.default_config() (continuous Box actions) or
+  config: cql_jax.continuous.agent.default_config() (continuous Box actions) or
     cql_jax.discrete.agent.default_discrete_config() (Discrete actions); which one is needed is
     read from the dataset, and a mismatch raises an error that says which config to use.
   """
   continuous = "cql" in config
   minari_io.check_action_kind(dataset, discrete=not continuous)
   if continuous:
-    from cql_jax.agents import cql
+    from cql_jax.continuous import agent as cql
     return cql.make_cql_agent(config, dataset.obs_dim, dataset.action_low, dataset.action_high)
   from cql_jax.discrete import agent as discrete_agent
   return discrete_agent.make_discrete_agent(

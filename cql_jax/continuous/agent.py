@@ -20,8 +20,8 @@ import ml_collections
 import numpy as np
 import optax
 
-from cql_jax import losses
-from cql_jax import networks
+from cql_jax.continuous import losses
+from cql_jax.continuous import networks
 from cql_jax.types import Agent, Transition
 
 

@@ -13,7 +13,7 @@ their own reference scores, so D4RL/paper numbers do not transfer. The id mappin
                          error rather than silently mapped to a different kind of data.
 Variants "cql_jax/<env>-<kind>" use the project's own datasets `cql_jax/<env>/<kind>-v0`
 instead (made by experiments/make_datasets.py with the project's online SAC; kinds random, medium,
-expert, medium-replay, medium-expert), e.g. --config=experiments/configs/locomotion.py:cql_jax/hopper-medium-replay.
+expert, medium-replay, medium-expert), e.g. --config=cql_jax/configs/locomotion.py:cql_jax/hopper-medium-replay.
 Hyperparameters: official/CORL/d3rlpy 3x256 networks, π lr 1e-4, Q lr 3e-4, fixed α = 5
 (JaxCQL, d3rlpy; CORL uses 10), batch 256, 1M steps, deterministic backup (REFERENCE.md §1).
 """
@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import ml_collections
 
-from cql_jax.data import mujoco_datasets
-from experiments.configs import base
+from cql_jax.makers import mujoco_datasets
+from cql_jax.configs import base
 
 OWN_PREFIX = "cql_jax/"
 ENVS = ("hopper", "halfcheetah", "walker2d")
@@ -55,7 +55,7 @@ def get_config(variant: str = "hopper-medium") -> ml_collections.ConfigDict:
   c = base.get_config()
   c.dataset_id = ids[0]
   c.extra_dataset_ids = ids[1:]
-  c.config_arg = f"experiments/configs/locomotion.py:{variant}"
+  c.config_arg = f"cql_jax/configs/locomotion.py:{variant}"
   base.use_reference_recipe(c, cql_weight=5.0)
   c.lock()
   return c

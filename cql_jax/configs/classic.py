@@ -1,15 +1,15 @@
 """Pendulum-v1 from the project's own datasets `cql_jax/pendulum/<kind>-v0` (REFERENCE.md has none).
 
-Variants: random, medium, expert, medium-replay, medium-expert (cql_jax.data.pendulum.KINDS).
+Variants: random, medium, expert, medium-replay, medium-expert (cql_jax.makers.pendulum.KINDS).
 The runner generates a missing dataset with ensure_pendulum_datasets(config.generation.*).
-  python -m experiments.train --config=experiments/configs/classic.py:medium-expert --workdir=runs/pend
+  python -m experiments.train --config=cql_jax/configs/classic.py:medium-expert --workdir=runs/pend
 """
 from __future__ import annotations
 
 import ml_collections
 
-from cql_jax.data import pendulum
-from experiments.configs import base
+from cql_jax.makers import pendulum
+from cql_jax.configs import base
 
 
 def pendulum_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
@@ -22,10 +22,10 @@ def pendulum_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
 def get_config(variant: str = "medium-expert") -> ml_collections.ConfigDict:
   if variant not in pendulum.KINDS:
     raise ValueError(f"unknown classic variant '{variant}'; choose one of {', '.join(pendulum.KINDS)} "
-                     "(e.g. --config=experiments/configs/classic.py:medium).")
+                     "(e.g. --config=cql_jax/configs/classic.py:medium).")
   c = base.get_config()
   c.dataset_id = pendulum.dataset_id(variant)
-  c.config_arg = f"experiments/configs/classic.py:{variant}"
+  c.config_arg = f"cql_jax/configs/classic.py:{variant}"
   # Pendulum (|A| = 1, 200-step episodes) learns in far fewer steps than MuJoCo.
   c.agent = pendulum_agent_config()
   c.num_steps = 20_000

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from experiments.configs import base
+from cql_jax.configs import base
 
 KINDS = ("complete", "partial", "mixed")
 

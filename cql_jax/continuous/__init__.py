@@ -1,0 +1,1 @@
+"""Continuous-action CQL on SAC: losses, networks, the agent and the paper's variants."""
