@@ -6,9 +6,10 @@ Observations. AntMaze and Kitchen return dict observations; Adroit returns array
 agent sees, for one observation, a vector env's batch or a dataset episode alike, so training
 and evaluation cannot drift apart. Measured with gymnasium 1.4.0 and gymnasium-robotics 1.4.2:
   AntMaze_UMaze-v4:  observation 27 (qpos[2:] 13 + qvel 14), achieved_goal 2 (the torso x, y =
-                     qpos[:2]), desired_goal 2. Minari's D4RL/antmaze/*-v1 datasets have this
-                     layout; D4RL's 29-d observation is [x, y, observation], i.e. the keys
-                     ("achieved_goal", "observation").
+                     qpos[:2]), desired_goal 2. Minari's D4RL/antmaze/*-v1 datasets were
+                     recorded on AntMaze_*-v4 with this layout. D4RL's 29-d observation
+                     [qpos, qvel] is [x, y, observation], i.e. the keys
+                     ("achieved_goal", "observation"); the goal was not part of it.
   AntMaze_UMaze-v5:  observation 105 (contact forces included) unless made with
                      include_cfrc_ext_in_observation=False, which gives the 27-d layout above.
                      (v5 has no use_contact_forces argument.)
