@@ -28,15 +28,19 @@ def test_pong_env_yields_stacked_uint8_frames():
 
 
 def _write_replay(directory, num_checkpoints=2, capacity=16, num_actions=6, seed=0):
-  """Random frames/actions/rewards in Dopamine's gzipped np.save layout; an episode ends at 7."""
+  """Random frames/actions/rewards in Dopamine's gzipped np.save layout: a full buffer (cursor
+  at 0) where an episode ends at step 7 and the next starts after 3 all-zero padding steps."""
   rng = np.random.default_rng(seed)
   for ckpt in range(num_checkpoints):
     arrays = {
-        "$store$_observation": rng.integers(0, 256, (capacity, 84, 84), dtype=np.uint8),
+        "$store$_observation": rng.integers(1, 256, (capacity, 84, 84), dtype=np.uint8),
         "$store$_action": rng.integers(0, num_actions, capacity).astype(np.int32),
         "$store$_reward": rng.normal(size=capacity).astype(np.float32),
         "$store$_terminal": (np.arange(capacity) == 7).astype(np.uint8),
+        "add_count": np.array(capacity, np.int64),
     }
+    for key in ("$store$_observation", "$store$_action", "$store$_reward"):
+      arrays[key][8:11] = 0  # Dopamine's padding before the next episode
     for name, array in arrays.items():
       with gzip.open(os.path.join(directory, f"{name}_ckpt.{ckpt}.gz"), "wb") as f:
         np.save(f, array, allow_pickle=False)
