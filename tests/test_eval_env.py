@@ -12,6 +12,7 @@ from cql_jax import agents
 from cql_jax import evaluation
 from cql_jax import runner
 from cql_jax import scores
+from cql_jax.configs import antmaze as antmaze_config
 from cql_jax.configs import base
 from cql_jax.continuous.agent import default_config
 from cql_jax.data import minari_io
@@ -60,7 +61,11 @@ def test_dict_observation_dataset_trains_and_evaluates_in_its_recovered_env(antm
   assert gym.make(dataset.env_spec).spec == recovered.spec  # Minari's own evaluation env.
   space = recovered.observation_space
   recovered.close()
-  assert dataset.obs_keys == ANT_KEYS
+  assert dataset.obs_keys == ANT_KEYS == tuple(antmaze_config.get_config("umaze").data.obs_keys)
+  # The agent sees where the ant is: the first two features are the torso's x, y.
+  episode = next(minari.load_dataset(antmaze).iterate_episodes())
+  np.testing.assert_array_equal(dataset.transitions.obs[:STEPS, :2],
+                                episode.observations["achieved_goal"][:-1].astype(np.float32))
   assert dataset.obs_dim == 2 + 27 + 2 == sum(space[k].shape[0] for k in ANT_KEYS)
   check = evaluation.check_eval_env(dataset)
   assert check.env_name == "AntMaze_UMaze-v4"
