@@ -7,7 +7,9 @@ Recipe: reward r·10 − 5 (sparse 0/1 goal reward → −5/+5), Lagrangian α�
 episodes, max-backup. Minari AntMaze was re-collected on Gymnasium-Robotics AntMaze_*-v4
 (continuing task), so D4RL scores are only a rough guide. Not in our agent yet:
 `cql_clip_diff_min=-200`, orthogonal init and a state-independent σ.
-Observation: the 27-d `observation` then the 2-d `desired_goal` (D4RL's 29-d layout).
+Observation: the ant's x, y (`achieved_goal`; Gymnasium-Robotics keeps them out of the 27-d
+`observation`), then `observation`, then the 2-d `desired_goal`: D4RL's 29-d [x, y, qpos[2:], qvel]
+followed by the goal, 31-d in all.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ def get_config(variant: str = "umaze") -> ml_collections.ConfigDict:
   c = base.variant_config("antmaze", variant, MAZES, "D4RL/antmaze/{variant}-v1")
   c.data.reward_scale = 10.0
   c.data.reward_bias = -5.0
-  c.data.obs_keys = ("observation", "desired_goal")
+  c.data.obs_keys = ("achieved_goal", "observation", "desired_goal")
   base.use_reference_recipe(c, cql_weight=5.0)
   c.agent.bc_steps = 40_000
   c.agent.max_backup = True       # JaxCQL/CORL antmaze recipe: max over N policy samples.
