@@ -4,6 +4,7 @@ import warnings
 import numpy as np
 import pytest
 
+from cql_jax.data import observations
 from cql_jax.envs import robotics
 
 pytest.importorskip("gymnasium_robotics")
@@ -18,14 +19,14 @@ D4RL_ANTMAZE_KEYS = ("achieved_goal", "observation")  # D4RL's 29-d [x, y, qpos[
 def test_flatten_single_and_batched_dicts():
   single = {"observation": np.arange(3.0), "achieved_goal": np.array([10.0, 11.0]),
             "desired_goal": np.array([20.0, 21.0])}
-  got = robotics.flatten_observation(single, ("achieved_goal", "observation"), batch_ndim=0)
+  got = observations.flatten_observations(single, ("achieved_goal", "observation"), batch_ndim=0)
   np.testing.assert_array_equal(got, [10, 11, 0, 1, 2])
   assert got.dtype == np.float32
   # Default: every key, sorted.
-  np.testing.assert_array_equal(robotics.flatten_observation(single, batch_ndim=0),
+  np.testing.assert_array_equal(observations.flatten_observations(single, batch_ndim=0),
                                 [10, 11, 20, 21, 0, 1, 2])
   batched = {k: np.stack([v, v + 100]) for k, v in single.items()}
-  got = robotics.flatten_observation(batched, ("observation", "desired_goal"))
+  got = observations.flatten_observations(batched, ("observation", "desired_goal"))
   np.testing.assert_array_equal(got, [[0, 1, 2, 20, 21], [100, 101, 102, 120, 121]])
 
 
@@ -33,22 +34,22 @@ def test_flatten_nested_dicts_and_arrays():
   """Kitchen-like: nested goal dicts are flattened with sorted keys; arrays just reshaped."""
   obs = {"observation": np.zeros((2, 3)),
          "desired_goal": {"microwave": np.full((2, 1), 5.0), "kettle": np.full((2, 2), 7.0)}}
-  got = robotics.flatten_observation(obs, ("desired_goal", "observation"))
+  got = observations.flatten_observations(obs, ("desired_goal", "observation"))
   np.testing.assert_array_equal(got, [[7, 7, 5, 0, 0, 0]] * 2)
   frames = np.arange(24).reshape(2, 3, 4)
-  np.testing.assert_array_equal(robotics.flatten_observation(frames), frames.reshape(2, 12))
+  np.testing.assert_array_equal(observations.flatten_observations(frames), frames.reshape(2, 12))
 
 
 def test_flatten_errors_name_the_problem():
   obs = {"observation": np.zeros((2, 3)), "desired_goal": np.zeros((2, 2))}
-  with pytest.raises(robotics.ObservationError, match=r"\['achieved_goal'\].*'desired_goal'"):
-    robotics.flatten_observation(obs, ("achieved_goal",))
-  with pytest.raises(robotics.ObservationError, match="set obs_keys to None"):
-    robotics.flatten_observation(np.zeros((2, 3)), ("observation",))
-  with pytest.raises(robotics.ObservationError, match="different leading shapes"):
-    robotics.flatten_observation({"a": np.zeros((2, 3)), "b": np.zeros((3, 3))})
-  with pytest.raises(robotics.ObservationError, match="empty"):
-    robotics.flatten_observation(obs, ())
+  with pytest.raises(observations.ObservationError, match=r"\['achieved_goal'\].*'desired_goal'"):
+    observations.flatten_observations(obs, ("achieved_goal",))
+  with pytest.raises(observations.ObservationError, match="set obs_keys to None"):
+    observations.flatten_observations(np.zeros((2, 3)), ("observation",))
+  with pytest.raises(observations.ObservationError, match="different lengths"):
+    observations.flatten_observations({"a": np.zeros((2, 3)), "b": np.zeros((3, 3))})
+  with pytest.raises(observations.ObservationError, match="empty"):
+    observations.flatten_observations(obs, ())
 
 
 # ------------------------------------------------------------------ real environments
@@ -82,14 +83,14 @@ def test_antmaze_flattened_batch_is_d4rl_layout():
     try:
       envs.reset(seed=[0, 1])
       obs, *_ = envs.step(envs.action_space.sample())
-      flat = robotics.flatten_observation(obs, D4RL_ANTMAZE_KEYS)
+      flat = observations.flatten_observations(obs, D4RL_ANTMAZE_KEYS)
       assert flat.shape == (2, 29)
       for i, env in enumerate(envs.envs):
         data = env.unwrapped.ant_env.data
         np.testing.assert_allclose(flat[i], np.concatenate([data.qpos, data.qvel]), rtol=1e-6)
     finally:
       envs.close()
-  assert robotics.flat_size(envs.single_observation_space, D4RL_ANTMAZE_KEYS) == 29
+  assert observations.flat_size(envs.single_observation_space, D4RL_ANTMAZE_KEYS) == 29
 
 
 def test_kitchen_builds_or_says_which_mujoco_works(tmp_path, monkeypatch):
@@ -121,11 +122,12 @@ def test_layout_mismatch_names_the_key():
     warnings.simplefilter("ignore")
     v4 = robotics.check_environment("AntMaze_UMaze-v4").observation_space
     v5 = robotics.check_environment("AntMaze_UMaze-v5").observation_space
-  assert robotics.check_layout(v4, v4, D4RL_ANTMAZE_KEYS) == 29
-  with pytest.raises(robotics.ObservationError, match=r"observation: .*\(27,\).*\(105,\)"):
-    robotics.check_layout(v4, v5, D4RL_ANTMAZE_KEYS, dataset_id="D", env_id="E")
-  with pytest.raises(robotics.ObservationError, match="'goal'"):
-    robotics.check_layout(v4, v4, ("goal",))
+  observations.check_layout(v4, v4, D4RL_ANTMAZE_KEYS)
+  assert observations.flat_size(v4, D4RL_ANTMAZE_KEYS) == 29
+  with pytest.raises(observations.ObservationError, match=r"observation 'observation'.*\(27,\).*\(105,\)"):
+    observations.check_layout(v4, v5, D4RL_ANTMAZE_KEYS, dataset_name="D", env_name="E")
+  with pytest.raises(observations.ObservationError, match="'goal'"):
+    observations.check_layout(v4, v4, ("goal",))
 
 
 # ------------------------------------------------------------------ tiny Minari datasets
@@ -153,10 +155,11 @@ def test_recorded_dataset_loads_and_recovers_its_env(tmp_path, monkeypatch, env_
         assert sorted(episode.observations) == ["achieved_goal", "desired_goal", "observation"]
         assert episode.observations["observation"].shape == (7, 27)
         assert episode.observations["achieved_goal"].shape == (7, 2)
-      assert robotics.flatten_observation(episode.observations, keys).shape == (7, flat)
+      assert observations.flatten_observations(episode.observations, keys).shape == (7, flat)
     check = robotics.recover_eval_env_spec(dataset)
     assert check.spec.id == env_id and check.spec.max_episode_steps == 6
-    assert robotics.check_layout(dataset.observation_space, check.observation_space, keys,
-                                 dataset_id=dataset_id, env_id=env_id) == flat
+    observations.check_layout(dataset.observation_space, check.observation_space, keys,
+                              dataset_name=dataset_id, env_name=env_id)
+    assert observations.flat_size(dataset.observation_space, keys) == flat
     with pytest.raises(ValueError, match="exists already"):
       robotics.record_minari_dataset(dataset_id, env_id, num_episodes=1, max_episode_steps=2)

@@ -2,8 +2,8 @@
 evaluation environments recovered from Minari datasets, and a tiny dataset recorder.
 
 Observations. AntMaze and Kitchen return dict observations; Adroit returns arrays.
-`flatten_observation` is the one transform from such an observation to the float32 vector the
-agent sees, for one observation, a vector env's batch or a dataset episode alike, so training
+`cql_jax.data.observations.flatten_observations` is the one transform from such an observation
+to the float32 vector the agent sees, for one observation, a vector env's batch or a dataset episode alike, so training
 and evaluation cannot drift apart. Measured with gymnasium 1.4.0 and gymnasium-robotics 1.4.2:
   AntMaze_UMaze-v4:  observation 27 (qpos[2:] 13 + qvel 14), achieved_goal 2 (the torso x, y =
                      qpos[:2]), desired_goal 2. Minari's D4RL/antmaze/*-v1 datasets were
@@ -37,123 +37,12 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 
 import numpy as np
 
+
 LAST_GOOD_MUJOCO = "3.11.0"  # newest MuJoCo on which gymnasium-robotics 1.4.2's Kitchen builds
-
-
-class ObservationError(ValueError):
-  """An observation does not have the keys or shapes a dataset or config expects."""
 
 
 class EnvironmentUnavailable(RuntimeError):
   """An environment cannot be built, reset or stepped with the installed packages."""
-
-
-# ---------------------------------------------------------------------------------------------
-# Observations.
-# ---------------------------------------------------------------------------------------------
-
-
-def flatten_observation(obs: Any, keys: Optional[Sequence[str]] = None,
-                        batch_ndim: int = 1) -> np.ndarray:
-  """Flattens an observation (array or dict of arrays) to float32 [*batch, O].
-
-  Dict observations are flattened per key and concatenated in the order of `keys` (default:
-  all top-level keys, sorted); nested dicts (Kitchen's goals) are flattened with their keys
-  sorted. Array observations are reshaped, and `keys` must then be None.
-
-  Args:
-    obs: an array [*batch, ...] or a dict of such arrays (values may be dicts).
-    keys: top-level dict keys to keep, in order, e.g. ("achieved_goal", "observation").
-    batch_ndim: leading axes kept as they are: 0 for one env's observation, 1 for a vector
-      env's batch [N, ...] or a dataset episode [T+1, ...].
-
-  Returns:
-    float32 array [*batch, O].
-
-  Raises:
-    ObservationError: a key is missing, keys are given for an array observation, or the keys'
-      leading axes disagree.
-  """
-  if isinstance(obs, Mapping):
-    names = sorted(obs) if keys is None else list(keys)
-    if not names:
-      raise ObservationError("obs_keys is empty; name at least one observation key.")
-    missing = [k for k in names if k not in obs]
-    if missing:
-      raise ObservationError(f"observation keys {missing} not in the observation dict, whose "
-                             f"keys are {sorted(obs)}; fix obs_keys.")
-    parts = [flatten_observation(obs[k], None, batch_ndim) for k in names]
-    batches = {p.shape[:-1] for p in parts}
-    if len(batches) != 1:
-      raise ObservationError(f"observation keys {names} have different leading shapes "
-                             f"{sorted(batches)}.")
-    return np.concatenate(parts, axis=-1)
-  if keys is not None:
-    raise ObservationError(f"obs_keys {tuple(keys)} given, but the observation is an array, "
-                           "not a dict; set obs_keys to None.")
-  array = np.asarray(obs, dtype=np.float32)
-  if array.ndim < batch_ndim:
-    raise ObservationError(f"observation of shape {array.shape} has fewer than batch_ndim="
-                           f"{batch_ndim} axes.")
-  return array.reshape(*array.shape[:batch_ndim], -1)
-
-
-def flat_size(space, keys: Optional[Sequence[str]] = None) -> int:
-  """Length O of `flatten_observation` for observations of a gymnasium `space`."""
-  import gymnasium as gym  # pylint: disable=import-outside-toplevel
-  if isinstance(space, gym.spaces.Dict):
-    names = sorted(space.spaces) if keys is None else list(keys)
-    missing = [k for k in names if k not in space.spaces]
-    if missing:
-      raise ObservationError(f"observation keys {missing} not in the observation space, whose "
-                             f"keys are {sorted(space.spaces)}; fix obs_keys.")
-    return sum(flat_size(space.spaces[k]) for k in names)
-  if keys is not None:
-    raise ObservationError(f"obs_keys {tuple(keys)} given for a {type(space).__name__} "
-                           "observation space, which has no keys; set obs_keys to None.")
-  return int(np.prod(space.shape))
-
-
-def check_layout(dataset_space, env_space, keys: Optional[Sequence[str]] = None, *,
-                 dataset_id: str = "the dataset", env_id: str = "the environment") -> int:
-  """Checks that a dataset's observations and its evaluation env's agree on `keys`.
-
-  Compares each kept key's shape (recursively for nested dicts), so a 27-d dataset observation
-  against a 105-d environment one is named by key before any training. Returns the flat size O.
-
-  Raises:
-    ObservationError naming the key, both shapes and what to change.
-  """
-  import gymnasium as gym  # pylint: disable=import-outside-toplevel
-
-  def compare(a, b, path):
-    if isinstance(a, gym.spaces.Dict) != isinstance(b, gym.spaces.Dict):
-      raise ObservationError(f"observation {path or 'space'}: {dataset_id} has "
-                             f"{type(a).__name__}, {env_id} has {type(b).__name__}.")
-    if isinstance(a, gym.spaces.Dict):
-      if sorted(a.spaces) != sorted(b.spaces):
-        raise ObservationError(f"observation {path or 'dict'} keys differ: {dataset_id} has "
-                               f"{sorted(a.spaces)}, {env_id} has {sorted(b.spaces)}.")
-      for k in a.spaces:
-        compare(a.spaces[k], b.spaces[k], f"{path}.{k}" if path else k)
-    elif tuple(a.shape) != tuple(b.shape):
-      raise ObservationError(
-          f"observation {path or 'array'}: {dataset_id} has shape {tuple(a.shape)} but "
-          f"{env_id} gives {tuple(b.shape)}; evaluate in the dataset's own environment "
-          "(recover_eval_env_spec) or fix the environment kwargs (e.g. AntMaze v5 needs "
-          "include_cfrc_ext_in_observation=False for the 27-d observation).")
-
-  if isinstance(dataset_space, gym.spaces.Dict) and keys is not None:
-    for k in keys:
-      if k not in dataset_space.spaces or not isinstance(env_space, gym.spaces.Dict) or (
-          k not in env_space.spaces):
-        raise ObservationError(f"observation key {k!r} missing from {dataset_id} "
-                               f"({sorted(getattr(dataset_space, 'spaces', {}))}) or {env_id} "
-                               f"({sorted(getattr(env_space, 'spaces', {}))}); fix obs_keys.")
-      compare(dataset_space.spaces[k], env_space.spaces[k], k)
-  else:
-    compare(dataset_space, env_space, "")
-  return flat_size(dataset_space, keys)
 
 
 # ---------------------------------------------------------------------------------------------
