@@ -10,6 +10,8 @@ from cql_jax.continuous import agent as cql
 from cql_jax.data import minari_io
 from cql_jax.types import OfflineDataset, Transition
 
+import numpy_cql
+
 OBS = np.array([0.5, -0.2, 0.1], np.float32)
 ACTION = np.array([0.3], np.float32)
 
@@ -74,8 +76,7 @@ def lagrange_agent():
 def test_lagrangian_alpha_prime_follows_the_gap(lagrange_agent, target_gap, direction):
   """α′ rises while the CQL gap exceeds τ and falls while it is below (τ is a state hparam)."""
   agent, chunk = lagrange_agent
-  state = agent.init(jax.random.key(1))
-  state = state.replace(hparams={**state.hparams, "target_gap": jnp.float32(target_gap)})
+  state = agent.init(jax.random.key(1), {"cql.target_gap": target_gap})
   state, metrics = chunk(state, self_loop(1.0), jax.random.key(2))
   gap = np.asarray(metrics["cql/gap"])
   assert direction * (gap.mean() - target_gap) > 0  # the gap really is on the intended side
@@ -92,12 +93,12 @@ def test_update_metrics_are_finite_and_named(lagrange_agent):
 
 
 def test_hyperparameters_vmap_over_one_compiled_update():
-  """Seeds and α values sweep together: per-run cql_weight lives in the state."""
+  """Seeds and α values sweep together: per-run cql.weight lives in the state."""
   c = tiny_config()
   agent = cql.make_cql_agent(c, 3, [-1.0], [1.0])
   init_keys, loop_keys = train.seed_keys([5, 6])
-  states = train.init_states(agent, init_keys, num_seeds=2)
-  states = states.replace(hparams={**states.hparams, "cql_weight": jnp.array([0.0, 50.0], jnp.float32)})
+  states = jax.vmap(agent.init)(init_keys, {"cql.weight": jnp.array([0.0, 50.0], jnp.float32)})
+  states = jax.tree.map(jnp.copy, states)
   chunk = train.compile_chunk(agent, batch_size=16, num_steps=30, num_seeds=2)
   states, metrics = chunk(states, self_loop(1.0), train.chunk_keys(loop_keys, 0))
   q = np.asarray(metrics["critic/q_data"])[:, -1]
@@ -105,6 +106,30 @@ def test_hyperparameters_vmap_over_one_compiled_update():
   # penalised run must end with the larger gap-closing effect, i.e. a smaller gap.
   gap = np.asarray(metrics["cql/gap"])[:, -1]
   assert gap[1] < gap[0], (gap, q)
+
+
+def test_cql_h_penalty_matches_numpy_recomputation_from_the_critic():
+  """The reported gap, penalty and loss equal the importance-sampled logsumexp over uniform,
+  π(s) and π(s') proposals recomputed in NumPy from the critic's raw outputs (same keys)."""
+  c = tiny_config()
+  c.cql.weight = 3.0
+  agent = cql.make_cql_agent(c, 3, [-1.0], [1.0])
+  rng = np.random.default_rng(7)
+  size = 16
+  batch = Transition(obs=jnp.asarray(rng.normal(size=(size, 3)), jnp.float32),
+                     action=jnp.asarray(rng.uniform(-0.9, 0.9, (size, 1)), jnp.float32),
+                     reward=jnp.asarray(rng.normal(size=size), jnp.float32),
+                     discount=jnp.asarray(rng.uniform(size=size) > 0.3, jnp.float32),
+                     next_obs=jnp.asarray(rng.normal(size=(size, 3)), jnp.float32))
+  state = agent.init(jax.random.key(8))
+  # A few updates first, so the target critic differs from the critic and the policy from init.
+  chunk = train.compile_chunk(agent, batch_size=size, num_steps=5)
+  state, _ = chunk(state, batch, jax.random.key(9))
+  want = numpy_cql.critic_step_terms(c, jax.device_get(state), batch, update_seed=10)
+  _, metrics = jax.jit(agent.update)(state, batch, jax.random.key(10))
+  for name, value in want.items():
+    np.testing.assert_allclose(float(metrics[name]), value, rtol=2e-4, atol=2e-5, err_msg=name)
+  assert abs(want["cql/gap"]) > 1e-2 and want["cql/penalty"] != 0.0
 
 
 def test_continuous_agent_rejects_discrete_dataset():

@@ -39,10 +39,7 @@ def get_config() -> ml_collections.ConfigDict:
   # loaded, so that --config.dataset_id or --config.dataset_path can still supply one.
   c.data.unavailable = config_dict.placeholder(str)
 
-  c.agent = cql.default_config()
-  # Public CQL code backs up without the entropy term (official deterministic_backup,
-  # JaxCQL/CORL backup_entropy=False); REFERENCE.md §1.
-  c.agent.backup_entropy = False
+  c.agent = cql.default_config()  # backs up without the entropy term, as public CQL code.
 
   c.num_steps = 1_000_000        # gradient steps per seed.
   c.steps_per_chunk = 1000       # updates per compiled call; also the training-log interval.
@@ -109,7 +106,6 @@ def short_budget_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   agent.actor_lr = 3e-4
   agent.critic_lr = 1e-3
   agent.alpha_lr = 3e-4
-  agent.backup_entropy = False
   agent.cql.weight = 5.0
   return agent
 
