@@ -1,12 +1,24 @@
-"""Evaluation rollouts of a policy in Gymnasium vector environments."""
+"""Evaluation rollouts of a policy in Gymnasium vector environments.
+
+The evaluation environment is the dataset's own: the spec a Minari dataset stores for
+evaluation (what ``MinariDataset.recover_environment(eval_env=True)`` builds), else the
+environment id and kwargs the dataset or the domain config records. Observations pass through
+the same transform as the training data (:func:`cql_jax.data.observations.flatten_observations`
+with the dataset's ``obs_keys``), so dict-observation environments (AntMaze, Kitchen) give the
+agent the vectors it was trained on.
+"""
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
 
 import gymnasium as gym
 import jax
 import numpy as np
+
+from cql_jax import rollout
+from cql_jax.data import observations
+from cql_jax.data.errors import DatasetError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,45 +40,201 @@ class EvalResult:
     return float(self.normalized.mean())
 
 
-def make_vector_env(env_id: str, num_envs: int, env_kwargs: Optional[dict] = None):
-  """Synchronous vector env (many small envs are cheaper in-process than in subprocesses)."""
-  return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **(env_kwargs or {}))
+def make_vector_env(env_id, num_envs: int, env_kwargs: Optional[dict] = None):
+  """Synchronous vector env (many small envs are cheaper in-process than in subprocesses).
+
+  env_id: a Gymnasium id or an EnvSpec (then env_kwargs are applied on top of its kwargs).
+  """
+  return _build(lambda: gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
+                                     **(env_kwargs or {})), _env_name(env_id))
 
 
-def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id: str, *,
+def _env_name(env) -> str:
+  return getattr(env, "id", env)
+
+
+def _build(make: Callable[[], Any], name: str, dataset_id: Optional[str] = None):
+  """make(), retried once after importing gymnasium_robotics for its unregistered ids."""
+  whose = f" (the evaluation environment of {dataset_id})" if dataset_id else ""
+  try:
+    try:
+      return make()
+    except gym.error.NameNotFound:
+      try:
+        import gymnasium_robotics  # pylint: disable=import-outside-toplevel
+      except ImportError as err:
+        raise DatasetError(
+            f"environment {name}{whose} is not registered with Gymnasium. If it is a "
+            "Gymnasium-Robotics environment (AntMaze, Adroit, Kitchen), install the 'robotics' "
+            "extra: pip install gymnasium-robotics==1.4.2.") from err
+      gym.register_envs(gymnasium_robotics)
+      return make()
+  except DatasetError:
+    raise
+  except Exception as err:  # pylint: disable=broad-except
+    detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+    raise DatasetError(
+        f"environment {name}{whose} cannot be built here ({detail}). Install the packages it "
+        "needs (MuJoCo tasks: the 'mujoco' extra; AntMaze/Adroit/Kitchen: the 'robotics' extra), "
+        "or evaluate elsewhere.") from err
+
+
+def _flat_space(dataset) -> gym.spaces.Box:
+  return gym.spaces.Box(-np.inf, np.inf, (dataset.obs_dim,), np.float32)
+
+
+def make_eval_env(dataset, num_envs: int):
+  """`num_envs` copies of `dataset`'s evaluation environment, observations flattened as in training.
+
+  Built from dataset.env_spec (a Minari dataset's stored evaluation spec) when there is one,
+  else from dataset.env_id and dataset.env_kwargs. Dict observations come out as float32
+  [num_envs, O] through flatten_observations(obs, dataset.obs_keys).
+
+  Raises:
+    DatasetError: the dataset records no environment, or it cannot be built here.
+  """
+  spec = getattr(dataset, "env_spec", None)
+  if spec is None and dataset.env_id is None:
+    raise DatasetError(
+        f"{dataset.dataset_id} records no environment to evaluate in. Set config.env_id (and "
+        "config.env_kwargs) in the domain config, store 'env_id' in the .npz file, or pass "
+        "env_id to OfflineDataset.from_arrays.")
+  if spec is not None:
+    env = _build(lambda: gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync"),
+                 spec.id, dataset.dataset_id)
+  else:
+    env = _build(lambda: gym.make_vec(dataset.env_id, num_envs=num_envs,
+                                      vectorization_mode="sync", **(dataset.env_kwargs or {})),
+                 dataset.env_id, dataset.dataset_id)
+  obs_keys = getattr(dataset, "obs_keys", None)
+  if isinstance(env.single_observation_space, gym.spaces.Dict) or obs_keys is not None:
+    single = _flat_space(dataset)
+    env = gym.wrappers.vector.TransformObservation(
+        env, lambda obs: observations.flatten_observations(obs, obs_keys),
+        observation_space=gym.vector.utils.batch_space(single, num_envs),
+        single_observation_space=single)
+  return env
+
+
+class EnvCheck(NamedTuple):
+  """What check_eval_env found: the environment's name and its (unflattened) spaces."""
+  env_name: str
+  observation_space: Any
+  action_space: Any
+
+
+def check_eval_env(dataset) -> EnvCheck:
+  """Builds, resets and steps the dataset's evaluation environment once and checks its spaces.
+
+  Meant for start-up, before training: an environment that cannot be built here, a dataset
+  whose observation layout or size differs from the environment's, or mismatched action
+  spaces each raise a DatasetError naming both sides and the fix.
+  """
+  spec = getattr(dataset, "env_spec", None)
+  name = spec.id if spec is not None else dataset.env_id
+  if spec is None and dataset.env_id is None:
+    make_eval_env(dataset, 1)  # raises the "records no environment" error.
+  make = (lambda: gym.make(spec)) if spec is not None else (
+      lambda: gym.make(dataset.env_id, **(dataset.env_kwargs or {})))
+  env = _build(make, name, dataset.dataset_id)
+  try:
+    def probe():
+      env.reset(seed=0)
+      env.action_space.seed(0)
+      env.step(env.action_space.sample())
+    _build(probe, name, dataset.dataset_id)
+    obs_space, act_space = env.observation_space, env.action_space
+  finally:
+    env.close()
+  check_spaces(dataset, obs_space, act_space, name)
+  return EnvCheck(name, obs_space, act_space)
+
+
+def check_spaces(dataset, obs_space, act_space, env_name: str) -> None:
+  """Raises DatasetError when `dataset` does not fit an environment with these spaces."""
+  ds = dataset.dataset_id
+  fix = (f"Train on a dataset recorded in {env_name}, or evaluate in the environment that "
+         "recorded this one (the Minari dataset's spec, the .npz 'env_id' key, or config.env_id "
+         "for datasets that record none).")
+  obs_keys = getattr(dataset, "obs_keys", None)
+  dataset_space = getattr(dataset, "observation_space", None)
+  if dataset_space is not None:
+    observations.check_layout(dataset_space, obs_space, obs_keys, dataset_name=ds,
+                              env_name=env_name)
+  try:
+    env_dim = observations.flat_size(obs_space, obs_keys)
+  except DatasetError as err:
+    raise DatasetError(f"{ds} and its evaluation environment {env_name} disagree on the "
+                       f"observation layout: {err}") from err
+  if env_dim != dataset.obs_dim:
+    raise DatasetError(
+        f"{ds} has {dataset.obs_dim}-d observations but its evaluation environment {env_name} "
+        f"gives {env_dim}-d observations (observation space {obs_space}"
+        f"{', keys ' + str(tuple(obs_keys)) if obs_keys else ''}). {fix}")
+  if dataset.discrete:
+    if not isinstance(act_space, gym.spaces.Discrete) or int(act_space.n) != dataset.num_actions:
+      raise DatasetError(f"{ds} has {dataset.num_actions} discrete actions but {env_name} has "
+                         f"action space {act_space}. {fix}")
+    return
+  if not isinstance(act_space, gym.spaces.Box):
+    raise DatasetError(f"{ds} has continuous [{dataset.action_dim}]-d actions but {env_name} has "
+                       f"action space {act_space}. {fix}")
+  env_dim = int(np.prod(act_space.shape))
+  if env_dim != dataset.action_dim:
+    raise DatasetError(f"{ds} has {dataset.action_dim}-d actions but {env_name} takes "
+                       f"{env_dim}-d actions (action space {act_space}). {fix}")
+  low = np.asarray(act_space.low, np.float32).reshape(-1)
+  high = np.asarray(act_space.high, np.float32).reshape(-1)
+  if dataset.action_low is not None and not (
+      np.allclose(low, dataset.action_low) and np.allclose(high, dataset.action_high)):
+    raise DatasetError(
+        f"{ds} scales actions with bounds [{dataset.action_low}, {dataset.action_high}] but "
+        f"{env_name}'s action space is [{low}, {high}]; the policy would act on the wrong scale. "
+        f"Pass the environment's bounds as action_low/action_high, or {fix[0].lower()}{fix[1:]}")
+
+
+def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None, *,
              num_episodes: int = 10, seed: int = 0, gamma: float = 0.99,
              env_kwargs: Optional[dict] = None, ref_min: Optional[float] = None,
              ref_max: Optional[float] = None, key=None, max_steps: int = 100_000,
-             make_env: Optional[Callable[[int], gym.vector.VectorEnv]] = None) -> EvalResult:
+             make_env: Optional[Callable[[int], gym.vector.VectorEnv]] = None,
+             obs_keys: Optional[Sequence[str]] = None) -> EvalResult:
   """Runs `num_episodes` episodes, one per vector-env slot, each to its first termination/truncation.
 
-  policy(obs [num_episodes, O], key) -> actions [num_episodes, A] (or [num_episodes] ints).
-  make_env(num_envs) -> vector env, when given, replaces gym.make_vec(env_id, **env_kwargs):
-  for environments that need their own wrappers (Atari's Dopamine preprocessing).
-  Returns undiscounted and γ-discounted returns, and D4RL normalized scores if refs are given.
+  policy(obs [num_episodes, O], key) -> actions [num_episodes, A] (or [num_episodes] ints); it
+  sees every slot at each step (finished slots too; their actions are ignored).
+  env_id: a Gymnasium id or EnvSpec, built with env_kwargs.
+  make_env(num_envs) -> vector env, when given, replaces it: for environments that need their
+  own wrappers (Atari's Dopamine preprocessing; make_eval_env for a dataset's own environment).
+  obs_keys: dict observations are flattened with flatten_observations(obs, obs_keys) (default:
+  all keys, sorted), the loaders' transform.
+  Slot i is reset with seed + i. Returns undiscounted and γ-discounted returns and lengths,
+  and D4RL normalized scores if refs are given.
   """
-  from cql_jax import scores  # local: keeps evaluation importable without the data layer.
-  env = (make_vector_env(env_id, num_episodes, env_kwargs) if make_env is None
-         else make_env(num_episodes))
+  from cql_jax import scores  # pylint: disable=import-outside-toplevel
+  env = make_vector_env(env_id, num_episodes, env_kwargs) if make_env is None \
+      else make_env(num_episodes)
   key = jax.random.key(seed) if key is None else key
+  keys = [key]
+
+  def act(obs):
+    keys[0], act_key = jax.random.split(keys[0])
+    return np.asarray(policy(obs, act_key))
+
+  def transform(obs):
+    if isinstance(obs, Mapping) or obs_keys is not None:
+      return observations.flatten_observations(obs, obs_keys)
+    return obs
+
   try:
-    obs, _ = env.reset(seed=seed)
-    returns = np.zeros(num_episodes)
-    discounted = np.zeros(num_episodes)
-    lengths = np.zeros(num_episodes, np.int64)
-    running = np.ones(num_episodes, bool)
-    for t in range(max_steps):
-      key, act_key = jax.random.split(key)
-      action = np.asarray(policy(obs, act_key))
-      obs, reward, terminated, truncated, _ = env.step(action)
-      returns += running * reward
-      discounted += running * (gamma ** lengths) * reward
-      lengths += running
-      running &= ~(terminated | truncated)
-      if not running.any():
-        break
+    records = rollout.run_episodes(env, act, [seed + i for i in range(num_episodes)],
+                                   obs_transform=transform, max_steps=max_steps)
   finally:
     env.close()
+  returns = np.asarray([r.rewards.sum() for r in records], np.float64)
+  discounted = np.asarray([np.sum(gamma ** np.arange(r.length) * r.rewards) for r in records],
+                          np.float64)
+  lengths = np.asarray([r.length for r in records], np.int64)
   normalized = None
   if ref_min is not None and ref_max is not None:
     normalized = scores.normalized_score(returns, ref_min, ref_max)
@@ -75,13 +243,15 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id: str,
 
 def evaluate_agent(agent, state, dataset, *, num_episodes: int = 10, seed: int = 0,
                    gamma: float = 0.99, deterministic: bool = True) -> EvalResult:
-  """Rolls out `agent.act` for one (unstacked) train state in the dataset's environment."""
-  if dataset.env_id is None:
-    raise ValueError(f"{dataset.dataset_id} records no environment, so it cannot be evaluated; "
-                     "pass env_id to evaluate() yourself.")
+  """Rolls out `agent.act` for one (unstacked) train state in the dataset's own environment.
+
+  The environment and the observation transform come from the dataset (make_eval_env); scores
+  are normalized with its reference scores when it has them.
+  """
   act = jax.jit(agent.act, static_argnums=3)
-  return evaluate(lambda obs, key: act(state, obs, key, deterministic), dataset.env_id,
-                  num_episodes=num_episodes, seed=seed, gamma=gamma, env_kwargs=dataset.env_kwargs,
+  return evaluate(lambda obs, key: act(state, obs, key, deterministic),
+                  num_episodes=num_episodes, seed=seed, gamma=gamma,
+                  make_env=lambda n: make_eval_env(dataset, n),
                   ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score)
 
 

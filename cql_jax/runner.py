@@ -27,11 +27,9 @@ from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import train
 from cql_jax import writers
-from cql_jax.makers import cartpole
 from cql_jax.data import minari_io
-from cql_jax.makers import mujoco_datasets
-from cql_jax.data import paths
-from cql_jax.makers import pendulum
+from cql_jax.data import npz
+from cql_jax.makers import registry
 from cql_jax.types import Agent, OfflineDataset
 
 _log = logging.getLogger(__name__)
@@ -58,36 +56,14 @@ class RunResult:
 # ---------------------------------------------------------------------------
 
 
-def _missing_dataset_error(dataset_id: str, config, workdir) -> minari_io.DatasetError:
-  root = paths.datasets_root()
-  namespace, _, rest = dataset_id.partition("/")
-  env_name = rest.split("/")[0]
-  if namespace == "cql_jax" and env_name in mujoco_datasets.ENVS:
-    return minari_io.DatasetError(
-        f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is one of "
-        "the project's own MuJoCo datasets, which cannot be downloaded: make it (SAC training, "
-        f"about an hour on a 2-core CPU) with\n  MINARI_DATASETS_PATH={root} python -m "
-        f"experiments.make_datasets --env={env_name} --workdir=runs/datasets-{env_name}\n"
-        "then launch again.")
+def dataset_ids(config) -> list:
+  """The Minari ids config.dataset_id selects ("a+b" appends b's transitions to a's)."""
+  return [i.strip() for i in (config.dataset_id or "").split("+") if i.strip()]
+
+
+def _download_command(config, workdir) -> str:
   config_arg = config.get("config_arg") or "<your config file>:<variant>"
-  return minari_io.DatasetError(
-      f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). Download it "
-      f"with\n  python -m experiments.train --config={config_arg} --workdir={workdir} --download\n"
-      f"or\n  MINARI_DATASETS_PATH={root} minari download {dataset_id}\nthen launch again.")
-
-
-def _ensure_generated(dataset_id: str, config) -> None:
-  """Makes the project's own Pendulum or CartPole datasets when absent (not downloadable)."""
-  module = pendulum if dataset_id.startswith(pendulum.NAMESPACE + "/") else cartpole
-  name, _, version = dataset_id[len(module.NAMESPACE) + 1:].rpartition("-v")
-  settings = config.get("generation") or ml_collections.ConfigDict()
-  if module is pendulum:
-    pendulum.ensure_pendulum_datasets(
-        kinds=(name,), num_episodes=settings.get("num_episodes", 100),
-        seed=settings.get("seed", 0), ref_episodes=settings.get("ref_episodes", 100),
-        version=int(version))
-  else:
-    cartpole.ensure_cartpole_datasets([name], settings.get("num_episodes"), settings.get("seed", 0))
+  return f"python -m experiments.train --config={config_arg} --workdir={workdir} --download"
 
 
 def _concatenate(parts: Sequence[OfflineDataset]) -> OfflineDataset:
@@ -97,7 +73,7 @@ def _concatenate(parts: Sequence[OfflineDataset]) -> OfflineDataset:
     if (other.env_id, other.obs_dim, other.action_dim) != (first.env_id, first.obs_dim, first.action_dim):
       raise minari_io.DatasetError(
           f"cannot concatenate {first.dataset_id} and {other.dataset_id}: environments or shapes "
-          "differ; extra_dataset_ids must come from the same environment.")
+          "differ; the ids joined by '+' in config.dataset_id must come from one environment.")
   cat = lambda *xs: np.concatenate(xs)
   return dataclasses.replace(
       first, dataset_id="+".join(p.dataset_id for p in parts),
@@ -106,22 +82,56 @@ def _concatenate(parts: Sequence[OfflineDataset]) -> OfflineDataset:
       initial_obs=cat(*[p.initial_obs for p in parts]))
 
 
-def load_data(config, download: bool = False, workdir: str = "<workdir>") -> OfflineDataset:
-  """Loads config.dataset_id (+ extra_dataset_ids) with the configured reward transform."""
-  if config.dataset_id is None:
-    raise ValueError("config.dataset_id is not set; use a domain config such as "
-                     "--config=cql_jax/configs/classic.py:medium.")
-  parts = []
-  for dataset_id in (config.dataset_id, *config.extra_dataset_ids):
-    if dataset_id.startswith((pendulum.NAMESPACE + "/", cartpole.NAMESPACE + "/")):
-      _ensure_generated(dataset_id, config)
-    elif not download and not paths.dataset_exists(dataset_id):
-      raise _missing_dataset_error(dataset_id, config, workdir)
-    obs_keys = config.data.obs_keys
-    parts.append(minari_io.load_dataset(
-        dataset_id, download=download, obs_keys=None if obs_keys is None else tuple(obs_keys),
-        reward_scale=config.data.reward_scale, reward_bias=config.data.reward_bias))
-  return parts[0] if len(parts) == 1 else _concatenate(parts)
+def _env_fallback(config):
+  """(env_id, env_kwargs) of the config, for data that records no environment."""
+  kwargs = config.get("env_kwargs")
+  return config.get("env_id"), ({} if kwargs is None else dict(kwargs))
+
+
+def load_data(config, download: bool = False, workdir: str = "<workdir>", *,
+              check_env: bool = True) -> OfflineDataset:
+  """Loads the data `config` selects, with its reward transform, and checks it fits its env.
+
+  config.dataset_path (a .npz file, cql_jax.data.npz) wins over config.dataset_id (Minari ids
+  joined by "+"); a variant without data (config.data.unavailable) is refused only here, so an
+  override of either can still supply it. Every id is made available first
+  (cql_jax.makers.registry.ensure_available: generated, downloaded, or a message saying how).
+  With check_env the dataset's evaluation environment is built once and its observation and
+  action spaces compared with the data's (cql_jax.evaluation.check_eval_env), before training.
+
+  Raises:
+    DatasetError: nothing selected, missing or malformed data, or data that does not fit its
+      evaluation environment (or an environment that cannot be built here).
+  """
+  obs_keys = config.data.obs_keys
+  obs_keys = None if obs_keys is None else tuple(obs_keys)
+  env_id, env_kwargs = _env_fallback(config)
+  if config.get("dataset_path"):
+    dataset = npz.load_npz(config.dataset_path, obs_keys=obs_keys,
+                           reward_scale=config.data.reward_scale,
+                           reward_bias=config.data.reward_bias, env_id=env_id,
+                           env_kwargs=env_kwargs)
+  else:
+    ids = dataset_ids(config)
+    if not ids:
+      reason = config.data.get("unavailable")
+      raise minari_io.DatasetError(
+          reason or "config.dataset_id is not set; use a domain config such as "
+          "--config=cql_jax/configs/classic.py:medium, or pass --config.dataset_id=<Minari id> "
+          "or --config.dataset_path=<file.npz>.")
+    parts = []
+    for dataset_id in ids:
+      registry.ensure_available(dataset_id, download, generation=config.get("generation"),
+                                download_command=_download_command(config, workdir))
+      parts.append(minari_io.load_dataset(
+          dataset_id, obs_keys=obs_keys, reward_scale=config.data.reward_scale,
+          reward_bias=config.data.reward_bias))
+    dataset = parts[0] if len(parts) == 1 else _concatenate(parts)
+    if dataset.env_spec is None and dataset.env_id is None and env_id is not None:
+      dataset = dataclasses.replace(dataset, env_id=env_id, env_kwargs=env_kwargs)
+  if check_env:
+    evaluation.check_eval_env(dataset)
+  return dataset
 
 
 # ---------------------------------------------------------------------------
@@ -169,6 +179,7 @@ def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_ep
     raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
   act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
                          in_axes=(0, 0, None)))
+  make_env = make_env or functools.partial(evaluation.make_eval_env, dataset)
 
   def run(states, seed: int) -> Dict[str, np.ndarray]:
     def policy(obs, key):

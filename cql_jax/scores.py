@@ -47,3 +47,40 @@ def normalized_score(returns: ArrayLike, ref_min: Optional[float],
         "Check the dataset's reference scores.")
   returns = np.asarray(returns, dtype=np.float64)
   return 100.0 * (returns - ref_min) / (ref_max - ref_min)
+
+
+def dataset_score(dataset) -> dict:
+  """The level of the data itself, to set beside the policy's evaluation scores.
+
+  Args:
+    dataset: an OfflineDataset (its raw episode_returns [E] and reference scores).
+
+  Returns:
+    {"dataset/return": mean episode return, "dataset/episodes": E} plus
+    "dataset/normalized_score" (D4RL scale, percent) when the dataset has reference scores;
+    {} when it holds no episodes (e.g. a DQN replay, which records none).
+  """
+  returns = np.asarray(dataset.episode_returns, np.float64).reshape(-1)
+  if returns.size == 0:
+    return {}
+  mean = float(returns.mean())
+  out = {"dataset/return": mean, "dataset/episodes": int(returns.size)}
+  if dataset.ref_min_score is not None and dataset.ref_max_score is not None:
+    out["dataset/normalized_score"] = float(
+        normalized_score(mean, dataset.ref_min_score, dataset.ref_max_score))
+  return out
+
+
+def comparison_text(policy: dict, data: dict) -> str:
+  """One line setting the policy's mean evaluation score beside the dataset's.
+
+  policy: {"eval/return": x, "eval/normalized_score": y, ...} (means over seeds); data: the
+  output of dataset_score. Uses the normalized score when both have one, else the return.
+  """
+  for kind in ("normalized_score", "return"):
+    p, d = policy.get(f"eval/{kind}"), data.get(f"dataset/{kind}")
+    if p is not None and d is not None:
+      label = "normalized score" if kind == "normalized_score" else "return"
+      return (f"policy {label} {float(p):.1f} vs dataset {float(d):.1f} "
+              f"({float(p) - float(d):+.1f})")
+  return "no dataset score to compare with (the data records no episodes)"

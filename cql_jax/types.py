@@ -44,6 +44,13 @@ class OfflineDataset:
   discrete:        True when actions are integer indices.
   num_actions:     size of a Discrete action space, else None.
   action_low, action_high: [A] bounds of a Box action space, else None.
+  obs_keys:        the dict-observation keys flattened into obs, in order (None: array
+                   observations); evaluation flattens the environment's observations the same way.
+  env_spec:        gymnasium EnvSpec of the evaluation environment (a Minari dataset's stored
+                   evaluation spec, else its collection spec), or None; when set it wins over
+                   env_id/env_kwargs.
+  observation_space: the dataset's observation space before flattening (gymnasium Space), or
+                   None; the start-up check compares it with the evaluation environment's.
   """
   transitions: Transition
   dataset_id: str
@@ -57,6 +64,16 @@ class OfflineDataset:
   num_actions: Optional[int] = None
   action_low: Optional[np.ndarray] = None
   action_high: Optional[np.ndarray] = None
+  obs_keys: Optional[tuple] = None
+  env_spec: Any = None
+  observation_space: Any = None
+
+  @classmethod
+  def from_arrays(cls, observations, actions, rewards, terminals, truncations, **kwargs
+                  ) -> "OfflineDataset":
+    """A dataset from a researcher's own NumPy arrays; see cql_jax.data.arrays.from_arrays."""
+    from cql_jax.data import arrays  # pylint: disable=import-outside-toplevel
+    return arrays.from_arrays(observations, actions, rewards, terminals, truncations, **kwargs)
 
   @property
   def size(self) -> int:

@@ -17,9 +17,17 @@ from cql_jax.continuous import agent as cql
 def get_config() -> ml_collections.ConfigDict:
   """Unlocked base config; domain files override it and lock it."""
   c = ml_collections.ConfigDict()
-  c.dataset_id = config_dict.placeholder(str)   # Minari id, e.g. "mujoco/hopper/medium-v0".
-  # Further ids whose transitions are appended (D4RL's medium-expert = medium + expert).
-  c.extra_dataset_ids = ()
+  # The whole data selection: a Minari id, e.g. "mujoco/hopper/medium-v0", or several joined
+  # by "+", whose transitions are appended (D4RL's medium-expert = medium + expert). Overriding
+  # it replaces the variant's selection entirely.
+  c.dataset_id = config_dict.placeholder(str)
+  # A .npz dataset file (keys in cql_jax.data.npz); when set it is trained on instead of
+  # dataset_id.
+  c.dataset_path = config_dict.placeholder(str)
+  # Evaluation environment for data that records none (an .npz without 'env_id'); a Minari
+  # dataset's own stored spec always wins. env_kwargs: gymnasium.make keyword arguments.
+  c.env_id = config_dict.placeholder(str)
+  c.env_kwargs = ml_collections.ConfigDict()
   # "<config file>:<variant>", so a missing-dataset error can print the exact relaunch command.
   c.config_arg = config_dict.placeholder(str)
 
@@ -27,6 +35,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.reward_scale = 1.0                      # reward ← reward·scale + bias (training only).
   c.data.reward_bias = 0.0
   c.data.obs_keys = config_dict.placeholder(tuple)  # dict observations: keys to concatenate.
+  # Why a variant has no dataset_id (e.g. no Minari counterpart); raised when the data is
+  # loaded, so that --config.dataset_id or --config.dataset_path can still supply one.
+  c.data.unavailable = config_dict.placeholder(str)
 
   c.agent = cql.default_config()
   # Public CQL code backs up without the entropy term (official deterministic_backup,

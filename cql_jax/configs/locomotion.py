@@ -7,10 +7,11 @@ their own reference scores, so D4RL/paper numbers do not transfer. The id mappin
   <env>-simple        -> mujoco/<env>/simple-v0      (Minari only)
   <env>-medium        -> mujoco/<env>/medium-v0
   <env>-expert        -> mujoco/<env>/expert-v0
-  <env>-medium-expert -> mujoco/<env>/medium-v0 + mujoco/<env>/expert-v0, concatenated (that is
+  <env>-medium-expert -> mujoco/<env>/medium-v0+mujoco/<env>/expert-v0, concatenated (that is
                          how D4RL built medium-expert; Minari has no such set)
-  <env>-medium-replay -> no Minari equivalent (there is no stored replay buffer); refused with an
-                         error rather than silently mapped to a different kind of data.
+  <env>-medium-replay -> no Minari equivalent (there is no stored replay buffer); loading it is
+                         refused with an error rather than silently mapped to a different kind of
+                         data, unless --config.dataset_id or --config.dataset_path names the data.
 Variants "cql_jax/<env>-<kind>" use the project's own datasets `cql_jax/<env>/<kind>-v0`
 instead (made by experiments/make_datasets.py with the project's online SAC; kinds random, medium,
 expert, medium-replay, medium-expert), e.g. --config=cql_jax/configs/locomotion.py:cql_jax/hopper-medium-replay.
@@ -29,14 +30,21 @@ ENVS = ("hopper", "halfcheetah", "walker2d")
 KINDS = ("random", "simple", "medium", "expert", "medium-expert", "medium-replay")
 
 
+def unavailable_reason(env: str, kind: str):
+  """Why a Minari variant has no data (None when it has), raised when its data is loaded."""
+  if kind != "medium-replay":
+    return None
+  return (f"{env}-medium-replay has no Minari counterpart: Minari's mujoco namespace stores no "
+          "replay buffers (REFERENCE.md §4). Use one of " + ", ".join(
+              f"{env}-{k}" for k in KINDS if k != "medium-replay")
+          + f", the project's own cql_jax/{env}-medium-replay, or set --config.dataset_id to a "
+          "Minari id you have (or --config.dataset_path to a .npz file).")
+
+
 def dataset_ids(env: str, kind: str) -> tuple:
-  """Minari ids for a variant; the first is the main one, the rest are appended."""
+  """Minari ids for a variant, appended in order; () for a variant without data."""
   if kind == "medium-replay":
-    raise ValueError(
-        f"{env}-medium-replay has no Minari counterpart: Minari's mujoco namespace stores no "
-        "replay buffers (REFERENCE.md §4). Use one of " + ", ".join(
-            f"{env}-{k}" for k in KINDS if k != "medium-replay")
-        + ", or set --config.dataset_id to a Minari id you have.")
+    return ()
   if kind == "medium-expert":
     return (f"mujoco/{env}/medium-v0", f"mujoco/{env}/expert-v0")
   return (f"mujoco/{env}/{kind}-v0",)
@@ -53,8 +61,9 @@ def get_config(variant: str = "hopper-medium") -> ml_collections.ConfigDict:
                      "e.g. hopper-medium-expert or cql_jax/hopper-medium-replay.")
   ids = (mujoco_datasets.dataset_id(env, kind),) if own else dataset_ids(env, kind)
   c = base.get_config()
-  c.dataset_id = ids[0]
-  c.extra_dataset_ids = ids[1:]
+  c.dataset_id = "+".join(ids) or None
+  if not own:
+    c.data.unavailable = unavailable_reason(env, kind)
   c.config_arg = f"cql_jax/configs/locomotion.py:{variant}"
   base.use_reference_recipe(c, cql_weight=5.0)
   c.lock()

@@ -12,204 +12,46 @@ Conventions (see REFERENCE.md §4–5):
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping, Optional, Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 
+from cql_jax.data import arrays
 from cql_jax.data import paths
+from cql_jax.data.errors import DatasetError
+from cql_jax.data.observations import flatten_observations
+from cql_jax.data.observations import resolve_obs_keys
+from cql_jax.data.validation import check_action_kind
+from cql_jax.data.validation import validate_transitions
 from cql_jax.types import OfflineDataset, Transition
 
-
-class DatasetError(ValueError):
-  """A dataset is missing, empty or malformed. The message says how to fix it."""
-
-
-# ---------------------------------------------------------------------------
-# Validation (usable on hand-built arrays as well as on loaded datasets).
-# ---------------------------------------------------------------------------
+# Names other modules have always imported from here.
+__all__ = ["DatasetError", "check_action_kind", "eval_env_spec", "flatten_observations",
+           "from_minari", "load_dataset", "validate_transitions"]
 
 
-def _first_bad_index(x: np.ndarray) -> int:
-  bad = ~np.isfinite(x)
-  return int(np.flatnonzero(bad.reshape(bad.shape[0], -1).any(axis=1))[0])
+def eval_env_spec(minari_dataset):
+  """The EnvSpec that ``minari_dataset.recover_environment(eval_env=True)`` builds, or None.
 
-
-def validate_transitions(transitions: Transition, *, discrete: Optional[bool] = None,
-                         num_actions: Optional[int] = None,
-                         name: str = "transitions") -> Transition:
-  """Checks that a Transition of NumPy arrays is usable for offline training.
-
-  Works on anything shaped like ``Transition`` (the loader's output or arrays a
-  user assembled). Checks, in order: every field present; T > 0; every field has
-  the same leading length T; obs/next_obs are [T, O] with equal O; reward and
-  discount are [T]; discount only holds 0 or 1; no NaN/inf in observations,
-  rewards, discounts or (continuous) actions; discrete actions are integers in
-  [0, num_actions).
-
-  Args:
-    transitions: Transition with obs [T, O], action [T, A] float (continuous) or
-      [T] int (discrete), reward [T], discount [T], next_obs [T, O].
-    discrete: if given, the action kind the caller expects; checked with the same
-      rule as :func:`check_action_kind`. None infers it from the action dtype.
-    num_actions: size of a Discrete action space, to range-check indices.
-    name: how to refer to the data in error messages (e.g. the dataset id).
-
-  Returns:
-    The same ``transitions`` (for chaining).
-
-  Raises:
-    DatasetError: describing the first problem found and what to do about it.
+  Minari's rule: the evaluation spec stored with the dataset, else the collection spec. Read
+  without building the environment, so a dataset loads where its environment is not installed;
+  the runner builds it at start-up (cql_jax.evaluation.check_eval_env).
   """
-  fields = {}
-  for field in Transition._fields:
-    value = getattr(transitions, field, None)
-    if value is None:
-      raise DatasetError(f"{name}: field '{field}' is None; every Transition field must be an array.")
-    fields[field] = np.asarray(value)
-
-  lengths = {k: (v.shape[0] if v.ndim else None) for k, v in fields.items()}
-  if any(n is None for n in lengths.values()):
-    scalars = [k for k, n in lengths.items() if n is None]
-    raise DatasetError(f"{name}: fields {scalars} are scalars; every field needs a leading axis T "
-                       "(number of transitions).")
-  if len(set(lengths.values())) != 1:
-    raise DatasetError(
-        f"{name}: mismatched leading lengths {lengths}. Every field must have one entry per "
-        "transition; build next_obs as observations[1:] and obs as observations[:-1] of each "
-        "episode (T+1 observations for T actions).")
-  size = lengths["reward"]
-  if size == 0:
-    raise DatasetError(f"{name}: the dataset is empty (0 transitions). Check that the dataset has "
-                       "episodes with at least one step, or regenerate it.")
-
-  obs, next_obs = fields["obs"], fields["next_obs"]
-  if obs.ndim != 2 or next_obs.shape != obs.shape:
-    raise DatasetError(
-        f"{name}: obs {obs.shape} and next_obs {next_obs.shape} must both be [T, O]. Flatten "
-        "structured observations first (load_dataset concatenates dict keys via obs_keys).")
-  for field in ("reward", "discount"):
-    if fields[field].ndim != 1:
-      raise DatasetError(f"{name}: {field} has shape {fields[field].shape}; expected [T] = [{size}].")
-
-  discount = fields["discount"]
-  if not np.all((discount == 0.0) | (discount == 1.0)):
-    raise DatasetError(
-        f"{name}: discount must be 0 (terminated) or 1 (otherwise), found values "
-        f"{np.unique(discount)[:5]}. Store 1 - terminations; the agent applies gamma itself.")
-
-  for field in ("obs", "next_obs", "reward"):
-    x = fields[field]
-    if not np.issubdtype(x.dtype, np.number):
-      raise DatasetError(f"{name}: {field} has non-numeric dtype {x.dtype}.")
-    if not np.all(np.isfinite(x)):
-      i = _first_bad_index(x)
-      raise DatasetError(
-          f"{name}: {field} contains NaN or inf (first at transition {i}: {x[i]}). Remove or fix "
-          "those episodes before training; non-finite values poison every gradient step.")
-
-  action = fields["action"]
-  is_int = np.issubdtype(action.dtype, np.integer)
-  if discrete is None:
-    discrete = is_int
-  _check_kind(is_int, action.shape, discrete, name)
-  if discrete:
-    if action.ndim != 1:
-      raise DatasetError(f"{name}: discrete actions must be [T] integer indices, got {action.shape}.")
-    if action.min() < 0 or (num_actions is not None and action.max() >= num_actions):
-      raise DatasetError(
-          f"{name}: discrete action indices span [{action.min()}, {action.max()}] but must lie in "
-          f"[0, {num_actions}).")
-  else:
-    if action.ndim != 2:
-      raise DatasetError(f"{name}: continuous actions must be [T, A], got {action.shape}. "
-                         "Reshape scalar actions to [T, 1].")
-    if not np.all(np.isfinite(action)):
-      i = _first_bad_index(action)
-      raise DatasetError(
-          f"{name}: action contains NaN or inf (first at transition {i}: {action[i]}). Remove "
-          "or fix those episodes.")
-  return transitions
-
-
-def _check_kind(is_int: bool, shape: tuple, discrete: bool, name: str) -> None:
-  if discrete and not is_int:
-    raise DatasetError(
-        f"{name}: the discrete agent got continuous (float) actions of shape {shape}. Use the "
-        "continuous CQL agent (SAC-based) for Box action spaces.")
-  if not discrete and is_int:
-    raise DatasetError(
-        f"{name}: the continuous agent got discrete (integer) actions of shape {shape}. Use the "
-        "discrete CQL agent (QR-DQN/DQN-based) for Discrete action spaces.")
-
-
-def check_action_kind(dataset: OfflineDataset, discrete: bool) -> None:
-  """Raises if the dataset's actions do not suit the agent.
-
-  Args:
-    dataset: a loaded OfflineDataset.
-    discrete: True for the discrete-action agent, False for the continuous one.
-
-  Raises:
-    DatasetError: naming the agent to use instead.
-  """
-  action = np.asarray(dataset.transitions.action)
-  is_int = bool(dataset.discrete) or np.issubdtype(action.dtype, np.integer)
-  _check_kind(is_int, action.shape, discrete, dataset.dataset_id)
-
-
-# ---------------------------------------------------------------------------
-# Minari -> OfflineDataset.
-# ---------------------------------------------------------------------------
-
-
-def flatten_observations(observations: Any, obs_keys: Optional[Sequence[str]] = None) -> np.ndarray:
-  """Turns one episode's observations into a float32 [T+1, O] array.
-
-  Array observations are reshaped to [T+1, -1]. Dict observations (e.g. AntMaze:
-  ``observation`` 27-d, ``achieved_goal`` 2-d, ``desired_goal`` 2-d) are flattened
-  per key and concatenated in the order of ``obs_keys``; by default all keys in
-  sorted order, so AntMaze gives [achieved_goal, desired_goal, observation].
-  Nested dicts are flattened the same way, recursively, with sorted keys.
-
-  Args:
-    observations: array [T+1, ...] or dict of such arrays.
-    obs_keys: top-level keys to keep, in order; ignored for array observations.
-
-  Returns:
-    float32 array [T+1, O].
-  """
-  if isinstance(observations, Mapping):
-    keys = sorted(observations) if obs_keys is None else list(obs_keys)
-    missing = [k for k in keys if k not in observations]
-    if missing:
-      raise DatasetError(f"obs_keys {missing} not in the observation dict; available keys: "
-                         f"{sorted(observations)}.")
-    if not keys:
-      raise DatasetError("obs_keys is empty; name at least one observation key.")
-    parts = [flatten_observations(observations[k]) for k in keys]
-    lengths = {p.shape[0] for p in parts}
-    if len(lengths) != 1:
-      raise DatasetError(f"observation keys {keys} have different lengths {lengths}.")
-    return np.concatenate(parts, axis=1)
-  obs = np.asarray(observations, dtype=np.float32)
-  if obs.ndim == 0:
-    raise DatasetError("observations are a scalar; expected [T+1, ...].")
-  return obs.reshape(obs.shape[0], -1)
-
-
-def _env_info(minari_dataset) -> tuple:
-  """(env_id, env_kwargs) from the eval env spec, else the collection env spec."""
-  spec = None
-  metadata = minari_dataset.storage.metadata
-  eval_json = metadata.get("eval_env_spec")
-  if eval_json:
+  from gymnasium.envs.registration import EnvSpec  # pylint: disable=import-outside-toplevel
+  text = minari_dataset.storage.metadata.get("eval_env_spec")
+  if text:
+    # Minari's own compatibility edit for specs written by gymnasium 1.0.
+    text = (text.replace('"order_enforce": true,', "")
+            .replace('"apply_api_compatibility": false,', "").replace('"autoreset": false, ', ""))
     try:
-      from gymnasium.envs.registration import EnvSpec
-      spec = EnvSpec.from_json(eval_json)
+      return EnvSpec.from_json(text)
     except Exception:  # pylint: disable=broad-except
-      spec = None  # an unparsable eval spec should not block loading; fall back.
-  if spec is None:
-    spec = minari_dataset.env_spec
+      pass  # Minari would fail the same way on an unparsable eval spec; use the collection one.
+  return minari_dataset.env_spec
+
+
+def _env_info(spec) -> tuple:
+  """(env_id, env_kwargs) of an EnvSpec, max_episode_steps folded into the kwargs."""
   if spec is None:
     return None, {}
   kwargs = dict(spec.kwargs or {})
@@ -242,8 +84,9 @@ def _missing_dataset_error(dataset_id: str, download: bool, cause: Exception) ->
            f"Check the id with `minari list remote`, or copy the dataset into {root}.")
   else:
     how = (f"Fetch it with `minari download {dataset_id}` (with MINARI_DATASETS_PATH={root}), or "
-           "pass download=True (runner flag --download). Datasets this project generates itself "
-           "(cql_jax/pendulum/*) are made with cql_jax.makers.pendulum.ensure_pendulum_datasets().")
+           "pass download=True (runner flag --download). Datasets in the project's own namespace "
+           "(cql_jax/*) are not downloadable; cql_jax.makers.registry.ensure_available makes "
+           "them or names the command that does.")
   return DatasetError(
       f"Dataset '{dataset_id}' is not available under {root}. {how} Locally available: "
       f"{local_text}. (cause: {type(cause).__name__}: {cause})")
@@ -265,14 +108,16 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
     raise DatasetError(
         f"{dataset_id}: action space {action_space} is not supported; cql_jax handles Box "
         "(continuous) and Discrete action spaces only.")
+  obs_space = getattr(minari_dataset, "observation_space", None)
+  keys = resolve_obs_keys(obs_space, obs_keys) if obs_space is not None else (
+      None if obs_keys is None else tuple(obs_keys))
 
-  obs_parts, next_parts, act_parts, rew_parts, disc_parts = [], [], [], [], []
-  returns, initial = [], []
+  obs_parts, next_parts, act_parts, rew_parts, disc_parts, lengths = [], [], [], [], [], []
   for episode in minari_dataset.iterate_episodes():
     rewards = np.asarray(episode.rewards, dtype=np.float32).reshape(-1)
     terms = np.asarray(episode.terminations).reshape(-1)
     truncs = np.asarray(episode.truncations).reshape(-1)
-    observations = flatten_observations(episode.observations, obs_keys)
+    observations = flatten_observations(episode.observations, keys)
     actions = np.asarray(episode.actions)
     n = rewards.shape[0]
     if n == 0:
@@ -293,8 +138,7 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
     act_parts.append(actions)
     rew_parts.append(rewards)
     disc_parts.append(1.0 - terms.astype(np.float32))
-    returns.append(float(np.sum(rewards, dtype=np.float64)))
-    initial.append(observations[0])
+    lengths.append(n)
 
   if not rew_parts:
     raise DatasetError(
@@ -305,27 +149,19 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
       obs=np.concatenate(obs_parts), action=np.concatenate(act_parts),
       reward=np.concatenate(rew_parts), discount=np.concatenate(disc_parts),
       next_obs=np.concatenate(next_parts))
-  # Validate before the reward transform so messages refer to the stored values.
-  validate_transitions(raw, discrete=discrete, num_actions=num_actions, name=dataset_id)
-  reward = (raw.reward * np.float32(reward_scale) + np.float32(reward_bias)).astype(np.float32)
-  transitions = raw._replace(reward=reward)
-
   metadata = minari_dataset.storage.metadata
-  env_id, env_kwargs = _env_info(minari_dataset)
-  return OfflineDataset(
-      transitions=transitions,
-      dataset_id=dataset_id,
-      env_id=env_id,
-      env_kwargs=env_kwargs,
+  spec = eval_env_spec(minari_dataset)
+  env_id, env_kwargs = _env_info(spec)
+  starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+  # Validation happens before the reward transform, so messages refer to the stored values.
+  return arrays.assemble(
+      raw, starts, dataset_id=dataset_id, discrete=discrete, num_actions=num_actions,
+      action_low=None if discrete else action_space.low,
+      action_high=None if discrete else action_space.high, reward_scale=reward_scale,
+      reward_bias=reward_bias, env_id=env_id, env_kwargs=env_kwargs, env_spec=spec,
       ref_min_score=_optional_float(metadata.get("ref_min_score")),
       ref_max_score=_optional_float(metadata.get("ref_max_score")),
-      episode_returns=np.asarray(returns, dtype=np.float32),
-      initial_obs=np.stack(initial).astype(np.float32),
-      discrete=discrete,
-      num_actions=num_actions,
-      action_low=None if discrete else np.asarray(action_space.low, np.float32).reshape(-1),
-      action_high=None if discrete else np.asarray(action_space.high, np.float32).reshape(-1),
-  )
+      obs_keys=keys, observation_space=obs_space)
 
 
 def load_dataset(dataset_id: str, *, download: bool = False,

@@ -17,6 +17,7 @@ from typing import Callable, List, Optional, Sequence
 
 import numpy as np
 
+from cql_jax import rollout
 from cql_jax.data import paths
 
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]
@@ -31,7 +32,8 @@ def rollout_episodes(env_id: str, policy: Policy, num_episodes: int, *,
   is reset with its own seed. The result is a deterministic function of
   ``seeds``, the state of ``rng`` (the policy's noise) and ``batch_size`` (which
   fixes the order in which ``rng`` is consumed), so keep all three fixed for
-  bit-identical reruns.
+  bit-identical reruns. The loop is :func:`cql_jax.rollout.run_episodes`, the one
+  evaluation uses; the policy sees only the copies still running an episode.
 
   Args:
     env_id: Gymnasium id, e.g. "Pendulum-v1".
@@ -56,52 +58,17 @@ def rollout_episodes(env_id: str, policy: Policy, num_episodes: int, *,
   if len(seeds) != num_episodes:
     raise ValueError(f"got {len(seeds)} seeds for {num_episodes} episodes.")
   num_envs = max(1, min(batch_size, num_episodes))
-  envs = [gym.make(env_id, **(env_kwargs or {})) for _ in range(num_envs)]
+  env = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync", **(env_kwargs or {}))
   try:
-    results: list = [None] * num_episodes
-    slot_episode = [-1] * num_envs  # episode index each env is running, -1 = idle.
-    slot_data: list = [None] * num_envs
-    obs = [None] * num_envs
-    next_episode = 0
-
-    def start(slot: int) -> None:
-      nonlocal next_episode
-      if next_episode >= num_episodes:
-        slot_episode[slot] = -1
-        return
-      ep = next_episode
-      next_episode += 1
-      o, _ = envs[slot].reset(seed=seeds[ep])
-      slot_episode[slot] = ep
-      obs[slot] = np.asarray(o, dtype=np.float32)
-      slot_data[slot] = {"obs": [obs[slot]], "act": [], "rew": [], "term": [], "trunc": []}
-
-    for slot in range(num_envs):
-      start(slot)
-    while any(ep >= 0 for ep in slot_episode):
-      active = [s for s in range(num_envs) if slot_episode[s] >= 0]
-      actions = np.asarray(policy(np.stack([obs[s] for s in active]), rng))
-      for row, slot in enumerate(active):
-        a = actions[row]
-        o, r, term, trunc, _ = envs[slot].step(a)
-        d = slot_data[slot]
-        obs[slot] = np.asarray(o, dtype=np.float32)
-        d["obs"].append(obs[slot])
-        d["act"].append(np.asarray(a, dtype=envs[slot].action_space.dtype))
-        d["rew"].append(float(r))
-        d["term"].append(bool(term))
-        d["trunc"].append(bool(trunc))
-        if term or trunc:
-          ep = slot_episode[slot]
-          results[ep] = EpisodeBuffer(
-              id=ep, seed=seeds[ep], observations=np.stack(d["obs"]),
-              actions=np.stack(d["act"]), rewards=list(d["rew"]),
-              terminations=list(d["term"]), truncations=list(d["trunc"]))
-          start(slot)
-    return results
+    records = rollout.run_episodes(
+        env, lambda obs: policy(obs, rng), seeds, record=True, active_only=True,
+        obs_transform=lambda obs: np.asarray(obs, dtype=np.float32))
   finally:
-    for env in envs:
-      env.close()
+    env.close()
+  return [EpisodeBuffer(id=i, seed=r.seed, observations=r.observations, actions=r.actions,
+                        rewards=r.rewards.tolist(), terminations=r.terminations.tolist(),
+                        truncations=r.truncations.tolist())
+          for i, r in enumerate(records)]
 
 
 def episode_returns(episodes: Sequence) -> np.ndarray:

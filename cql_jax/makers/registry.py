@@ -1,0 +1,147 @@
+"""Where each dataset id comes from, and the one call that makes it available locally.
+
+Three kinds of Minari ids:
+  generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN: scripted behaviour
+             policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
+  made       cql_jax/<hopper|halfcheetah|walker2d>/<kind>-vN: the project's own MuJoCo data
+             from online SAC; too slow to make on demand and not downloadable, so made once
+             with ``python -m experiments.make_datasets``.
+  minari     everything else: a dataset on the Minari server (e.g. D4RL/antmaze/umaze-v1,
+             mujoco/hopper/medium-v0), downloadable when the caller allows it.
+The runner calls :func:`ensure_available` for every id before reading it with cql_jax.data.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Mapping, NamedTuple, Optional
+
+from cql_jax.data import paths
+from cql_jax.data.errors import DatasetError
+from cql_jax.makers import cartpole
+from cql_jax.makers import mujoco_datasets
+from cql_jax.makers import pendulum
+
+LOCAL_NAMESPACE = "cql_jax"
+_GENERATED = {pendulum.NAMESPACE: pendulum, cartpole.NAMESPACE: cartpole}
+GENERATED, MADE, MINARI = "generated", "made", "minari"
+
+
+class Source(NamedTuple):
+  """kind: GENERATED, MADE or MINARI; env_name: the MuJoCo env of a MADE id, else None."""
+  kind: str
+  env_name: Optional[str] = None
+
+
+def source_of(dataset_id: str) -> Source:
+  """Which of the three kinds (module docstring) `dataset_id` is, from its namespace alone."""
+  for namespace in _GENERATED:
+    if dataset_id.startswith(namespace + "/"):
+      return Source(GENERATED)
+  namespace, _, rest = dataset_id.partition("/")
+  if namespace == LOCAL_NAMESPACE:
+    return Source(MADE, rest.split("/")[0])
+  return Source(MINARI)
+
+
+def makeable_ids() -> list:
+  """Every id of the local namespace that some maker in this package can produce."""
+  ids = [module.dataset_id(kind) for module in _GENERATED.values() for kind in module.KINDS]
+  ids += [mujoco_datasets.dataset_id(env, kind) for env in mujoco_datasets.ENVS
+          for kind in mujoco_datasets.KINDS]
+  return ids
+
+
+def _local_ids() -> list:
+  try:
+    import minari  # pylint: disable=import-outside-toplevel
+    return sorted(minari.list_local_datasets())
+  except Exception:  # pylint: disable=broad-except
+    return []  # only for the error message; never mask the real error.
+
+
+def close_ids_text(dataset_id: str) -> str:
+  """' Close local ids: a, b.' (or what is stored) for a missing-dataset message."""
+  local = _local_ids()
+  close = difflib.get_close_matches(dataset_id, local, n=5, cutoff=0.6)
+  makeable = [i for i in difflib.get_close_matches(dataset_id, makeable_ids(), n=5, cutoff=0.6)
+              if i not in close]
+  text = (f" Close local ids: {', '.join(close)}." if close else
+          f" Stored locally: {', '.join(local) if local else 'nothing'}.")
+  if makeable:
+    text += f" Close ids this project makes: {', '.join(makeable)}."
+  return text
+
+
+def _generate(dataset_id: str, generation: Mapping) -> None:
+  module = next(m for ns, m in _GENERATED.items() if dataset_id.startswith(ns + "/"))
+  name, _, version = dataset_id[len(module.NAMESPACE) + 1:].rpartition("-v")
+  if name not in module.KINDS or not version.isdigit():
+    raise DatasetError(
+        f"Dataset '{dataset_id}' is in the project's local namespace {module.NAMESPACE}/, which "
+        f"holds {module.NAMESPACE}/<kind>-v<N> with kind in {', '.join(module.KINDS)}; nothing "
+        f"makes this id.{close_ids_text(dataset_id)}")
+  get = lambda key, default: generation.get(key, default) if generation is not None else default
+  if module is pendulum:
+    pendulum.ensure_pendulum_datasets(
+        kinds=(name,), num_episodes=get("num_episodes", 100), seed=get("seed", 0),
+        ref_episodes=get("ref_episodes", 100), version=int(version))
+  else:
+    cartpole.ensure_cartpole_datasets([name], get("num_episodes", None), get("seed", 0),
+                                      ref_episodes=get("ref_episodes", 100), version=int(version))
+
+
+def ensure_available(dataset_id: str, download: bool = False, *,
+                     generation: Optional[Mapping] = None,
+                     download_command: Optional[str] = None) -> None:
+  """Makes sure `dataset_id` is stored under paths.datasets_root(), or says exactly why not.
+
+  Generated ids are made when absent (with `generation`: num_episodes, seed, ref_episodes;
+  defaults otherwise). Minari ids are downloaded when absent and `download` is set. Made ids
+  are never downloaded: the message names the command that makes them.
+
+  Args:
+    dataset_id: a Minari id.
+    download: allow downloading a Minari id from the Minari server (needs network access).
+    generation: settings for generated ids (a domain config's `generation` group).
+    download_command: the exact relaunch command with downloading on, for the message.
+
+  Raises:
+    DatasetError: the id is missing and cannot be made or downloaded here; the message tells
+      a downloadable Minari id from a local one and lists close local ids.
+  """
+  root = paths.datasets_root()
+  source = source_of(dataset_id)
+  if source.kind == GENERATED:
+    _generate(dataset_id, generation)
+    return
+  if paths.dataset_exists(dataset_id):
+    return
+  if source.kind == MADE:
+    if source.env_name in mujoco_datasets.ENVS:
+      raise DatasetError(
+          f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is one "
+          "of the project's own MuJoCo datasets (local namespace cql_jax/), which cannot be "
+          "downloaded: make it (SAC training, about an hour on a 2-core CPU) with\n"
+          f"  MINARI_DATASETS_PATH={root} python -m experiments.make_datasets "
+          f"--env={source.env_name} --workdir=runs/datasets-{source.env_name}\n"
+          f"then launch again.{close_ids_text(dataset_id)}")
+    raise DatasetError(
+        f"Dataset '{dataset_id}' is in the project's local namespace cql_jax/, which nothing "
+        f"downloads, and no maker here produces it (the namespace holds cql_jax/pendulum, "
+        f"cql_jax/cartpole and cql_jax/<{'|'.join(mujoco_datasets.ENVS)}>).{close_ids_text(dataset_id)}")
+  if download:
+    try:
+      import minari  # pylint: disable=import-outside-toplevel
+      minari.download_dataset(dataset_id)
+    except Exception as err:  # pylint: disable=broad-except
+      raise DatasetError(
+          f"Downloading Minari dataset '{dataset_id}' failed ({type(err).__name__}: {err}). "
+          "Check the id with `minari list remote` and the network connection, or copy the "
+          f"dataset into {root}.{close_ids_text(dataset_id)}") from err
+    return
+  how = f"\n  {download_command}\nor" if download_command else ""
+  raise DatasetError(
+      f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is a Minari "
+      f"remote dataset (namespace {dataset_id.split('/')[0]}/), downloadable: fetch it with{how}\n"
+      f"  MINARI_DATASETS_PATH={root} minari download {dataset_id}\nthen launch again (or pass "
+      f"download=True / --download).{close_ids_text(dataset_id)}")
