@@ -5,8 +5,13 @@ train.chunk_key(loop key, i). Nothing random is carried between chunks, so a run
 the checkpoint after chunk i replays chunks i+1... exactly, and seed s gets the same keys whether
 it runs alone or inside a sweep.
 
-Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ and tb/mean/ (TensorBoard),
-checkpoints/<step>/ (orbax), results.json (written at the end).
+Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ and tb/mean/ (TensorBoard), wandb/
+(only with config.log.wandb), checkpoints/<step>/ (orbax), results.json (written at the end),
+and .lock while a process owns the directory (cql_jax.workdir_lock).
+
+Start-up order: lock the workdir, check a saved run against this one, load the data and build
+the agent, and only then write config.json, so a start that fails (a missing dataset, a bad
+value) leaves nothing behind that stops the same command from being launched again.
 """
 from __future__ import annotations
 
@@ -26,6 +31,7 @@ from cql_jax import agents
 from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import train
+from cql_jax import workdir_lock
 from cql_jax import writers
 from cql_jax.data import minari_io
 from cql_jax.data import npz
@@ -36,8 +42,11 @@ _log = logging.getLogger(__name__)
 
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
-# Keys that may change when a run is resumed: training longer is a legitimate continuation.
-_RESUMABLE_CHANGES = ("num_steps",)
+# Keys that may change when a run is resumed: training longer is a legitimate continuation, and
+# the logging sinks and the divergence warning threshold do not touch training.
+_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.")
+# The agents' metric for the mean Q-value of the sampled dataset actions (continuous, discrete).
+DATA_Q_METRICS = ("critic/q_data", "critic/q_mean")
 
 
 class NonFiniteMetricError(FloatingPointError):
@@ -167,6 +176,26 @@ def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequenc
       "lower the learning rates (config.agent.*_lr) or raise config.agent.cql.weight.")
 
 
+def q_bound(max_abs_reward: float, gamma: float) -> float:
+  """max|r| / (1 − γ): no policy's discounted return, hence no exact Q-value, exceeds it."""
+  return float(max_abs_reward) / (1.0 - float(gamma))
+
+
+def q_scale(metrics: Dict[str, np.ndarray], bound: Optional[float], factor: float
+            ) -> Dict[str, np.ndarray]:
+  """Divergence metrics for one chunk's per-seed means (name -> [S]).
+
+  Returns {"critic/q_bound_ratio": |mean Q on the data| / bound, "warnings/q_divergence": 1.0
+  where that ratio exceeds `factor`, else 0.0}, both [S]; empty when the agent reports no data Q
+  or the rewards give no bound (all zero).
+  """
+  name = next((n for n in DATA_Q_METRICS if n in metrics), None)
+  if name is None or not bound:
+    return {}
+  ratio = np.abs(np.asarray(metrics[name], np.float64)) / bound
+  return {"critic/q_bound_ratio": ratio, "warnings/q_divergence": (ratio > factor).astype(np.float64)}
+
+
 def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
                    gamma: float, deterministic: bool = True, make_env=None):
   """evaluate(states [S, ...], seed) -> {"eval/return": [S], "eval/normalized_score": [S], ...}.
@@ -205,6 +234,9 @@ class Setup(NamedTuple):
   data: Any
   sample: Any  # sample(data, key) -> batch, or None for uniform transitions.
   evaluate: Any
+  # max |reward| the agent trains on (after any transform or clipping), for the Q-scale check;
+  # None when unknown.
+  max_abs_reward: Optional[float] = None
 
 
 def _atari_setup(config, num_seeds: int) -> Setup:
@@ -229,8 +261,12 @@ def _atari_setup(config, num_seeds: int) -> Setup:
       agent, info, num_seeds, config.eval_episodes, config.agent.gamma, config.eval_deterministic,
       make_env=lambda n: atari_envs.make_atari_vector_env(
           a.game, n, config.eval_seed, max_episode_steps=a.max_episode_steps))
+  max_abs_reward = float(np.max(np.abs(replay.rewards))) if len(replay.rewards) else None
+  if max_abs_reward is not None and a.clip_reward is not None:
+    max_abs_reward = min(max_abs_reward, float(a.clip_reward))
   return Setup(config.dataset_id, agent, dopamine_replay.to_device(replay),
-               dopamine_replay.sample_fn(config.batch_size, a.clip_reward), evaluate)
+               dopamine_replay.sample_fn(config.batch_size, a.clip_reward), evaluate,
+               max_abs_reward)
 
 
 def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<workdir>") -> Setup:
@@ -241,7 +277,8 @@ def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<wor
   agent = agents.make_agent(config.agent, dataset)
   evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
                             config.eval_deterministic)
-  return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate)
+  return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate,
+               float(np.max(np.abs(dataset.transitions.reward))))
 
 
 def _config_json(config) -> dict:
@@ -260,26 +297,44 @@ def _diff(saved: dict, new: dict, prefix: str = "") -> list:
   return out
 
 
-def _prepare_workdir(workdir: pathlib.Path, config, seeds, resume: bool) -> None:
-  """Writes config.json, or on resume checks that the run's config and seeds still match."""
+def _resumable(change: str) -> bool:
+  key = change.split(":")[0]
+  return any(key in (r, r.rstrip(".")) or (r.endswith(".") and key.startswith(r))
+             for r in _RESUMABLE_CHANGES)
+
+
+def _check_saved_run(workdir: pathlib.Path, config, seeds, resume: bool) -> None:
+  """Refuses to overwrite a run, or to resume one with other seeds or another config."""
   saved_path = workdir / CONFIG_FILE
-  new = {"config": _config_json(config), "seeds": list(seeds)}
-  if saved_path.exists():
-    if not resume:
-      raise FileExistsError(
-          f"{workdir} already holds a run ({CONFIG_FILE} exists). Pass --resume to continue it, "
-          "or choose a new --workdir.")
-    saved = json.loads(saved_path.read_text())
-    if saved["seeds"] != new["seeds"]:
-      raise ValueError(f"--seeds={','.join(map(str, seeds))} differs from the run's seeds "
-                       f"{saved['seeds']} in {workdir}; resume with the same seeds.")
-    changes = [d for d in _diff(saved["config"], new["config"])
-               if d.split(":")[0] not in _RESUMABLE_CHANGES]
-    if changes:
-      raise ValueError(f"cannot resume {workdir} with a different config; changed: {changes}. "
-                       f"Only {_RESUMABLE_CHANGES} may change on resume.")
-  workdir.mkdir(parents=True, exist_ok=True)
-  writers.atomic_write_json(saved_path, new)
+  if not saved_path.exists():
+    return
+  if not resume:
+    raise FileExistsError(
+        f"{workdir} already holds a run ({CONFIG_FILE} exists). Pass --resume to continue it, "
+        "or choose a new --workdir.")
+  saved = json.loads(saved_path.read_text())
+  if saved["seeds"] != list(seeds):
+    raise ValueError(f"--seeds={','.join(map(str, seeds))} differs from the run's seeds "
+                     f"{saved['seeds']} in {workdir}; resume with the same seeds.")
+  changes = [d for d in _diff(saved["config"], _config_json(config)) if not _resumable(d)]
+  if changes:
+    raise ValueError(f"cannot resume {workdir} with a different config; changed: {changes}. "
+                     f"Only {_RESUMABLE_CHANGES} may change on resume.")
+
+
+def _make_workdir(workdir: pathlib.Path) -> bool:
+  """Creates `workdir` if needed; returns whether this call created it."""
+  if workdir.exists() and not workdir.is_dir():
+    raise NotADirectoryError(f"--workdir={workdir} is a file, not a directory; pass a directory "
+                             "(it is created if missing).")
+  if workdir.is_dir():
+    return False
+  try:
+    workdir.mkdir(parents=True)
+  except (FileExistsError, NotADirectoryError):
+    raise NotADirectoryError(f"--workdir={workdir} cannot be created: a part of its path is a "
+                             "file, not a directory.") from None
+  return True
 
 
 def _check_schedule(config) -> None:
@@ -288,6 +343,30 @@ def _check_schedule(config) -> None:
     if config[name] <= 0 or config[name] % k:
       raise ValueError(f"config.{name}={config[name]} must be a positive multiple of "
                        f"config.steps_per_chunk={k}.")
+
+
+def _make_writers(config, workdir, seeds, purge_step):
+  log = config.get("log") or ml_collections.ConfigDict()
+  return writers.make_writers(
+      workdir, seeds, purge_step=purge_step, tensorboard=log.get("tensorboard", True),
+      wandb=log.get("wandb", False), wandb_project=log.get("wandb_project", "cql_jax"),
+      wandb_mode=log.get("wandb_mode", "offline"), config=_config_json(config))
+
+
+def _summary_from_log(records, steps_per_chunk: int, q_factor: float) -> Dict[str, Any]:
+  """Training time, evaluation time and the first step each seed's Q left its bound, from the
+  whole metrics.jsonl (so a resumed run's summary covers every session)."""
+  train_s = sum(steps_per_chunk / r["steps_per_second"] for r in records
+                if r["kind"] == "train" and r.get("steps_per_second"))
+  eval_s = sum(r.get("seconds", 0.0) for r in records if r["kind"] == "eval")
+  diverged = {}
+  for r in records:
+    if r["kind"] == "train" and "warnings/q_divergence" in r:
+      for seed, flag in zip(r["seeds"], r["warnings/q_divergence"]):
+        if flag and str(seed) not in diverged:
+          diverged[str(seed)] = r["step"]
+  return {"train_seconds": train_s, "eval_seconds": eval_s, "q_divergence_first_step": diverged,
+          "q_divergence_factor": q_factor}
 
 
 # ---------------------------------------------------------------------------
@@ -302,7 +381,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
 
   Args:
     config: a domain config (cql_jax/configs/<domain>.py).
-    workdir: run directory (created).
+    workdir: run directory (created). One process at a time: a second one, while the first is
+      alive, gets workdir_lock.WorkdirLockedError naming the first one's PID.
     seeds: integer seeds; all train in one vmapped program.
     resume: continue from the latest checkpoint in `workdir` (or start if there is none).
     download: let Minari download missing datasets.
@@ -316,11 +396,25 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
-  _prepare_workdir(workdir, config, seeds, resume)
+  created = _make_workdir(workdir)
+  try:
+    with workdir_lock.hold(workdir):
+      return _run(config, workdir, seeds, resume, download, progress)
+  finally:
+    if created and workdir.is_dir() and not any(workdir.iterdir()):
+      workdir.rmdir()  # a start that failed before writing anything leaves no trace.
+
+
+def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, progress: bool
+         ) -> RunResult:
+  _check_saved_run(workdir, config, seeds, resume)
   setup = prepare(config, len(seeds), download, str(workdir))
+  writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config), "seeds": seeds})
   agent, data, evaluate = setup.agent, setup.data, setup.evaluate
   num_seeds, k = len(seeds), config.steps_per_chunk
   num_chunks = config.num_steps // k
+  bound = None if setup.max_abs_reward is None else q_bound(setup.max_abs_reward, config.agent.gamma)
+  q_factor = float(config.get("q_divergence_factor", 10.0))
 
   init_keys, loop_keys = train.seed_keys(seeds)
   state = jax.jit(jax.vmap(agent.init))(init_keys)
@@ -335,15 +429,32 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     _log.info("resumed %s at step %d", workdir, start_chunk * k)
   last_checkpoint = start_chunk * k if start_chunk else None
   writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
-  writer = writers.MetricWriter(workdir, seeds, purge_step=start_chunk * k + 1 if resume else None)
+  writer = _make_writers(config, workdir, seeds, start_chunk * k + 1 if resume else None)
   history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
              for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
+  eval_due = lambda step: step % config.eval_every == 0 or step == config.num_steps
+  ckpt_due = lambda step: step % config.checkpoint_every == 0 or step == config.num_steps
 
   from tqdm import tqdm  # local: only the runner draws a bar.
   bar = tqdm(total=config.num_steps, initial=start_chunk * k, unit="step", disable=not progress,
              desc=setup.name, dynamic_ncols=True)
+
+  def run_evaluation(step):
+    t0 = time.time()
+    scores = evaluate(state, config.eval_seed)
+    writer.write(step, "eval", {**scores, "seconds": time.time() - t0})
+    history.append({"step": step, **{n: v.tolist() for n, v in scores.items()}})
+    key = "eval/normalized_score" if "eval/normalized_score" in scores else "eval/return"
+    bar.set_postfix({key.split("/")[1]: f"{scores[key].mean():.1f}"})
+
   started = time.time()
+  warned = set()
   try:
+    # A checkpoint whose step was due an evaluation that never got written (the evaluation
+    # failed after the save): evaluate the restored state first.
+    if start_chunk and eval_due(start_chunk * k) and all(h["step"] != start_chunk * k
+                                                          for h in history):
+      run_evaluation(start_chunk * k)
     for index in range(start_chunk, num_chunks):
       t0 = time.time()
       keys = chunk_keys(loop_keys, index)
@@ -352,19 +463,28 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
       check_finite(metrics, index * k, seeds, last_checkpoint)
       step = (index + 1) * k
       seconds = time.time() - t0
-      writer.write(step, "train", {n: v.mean(axis=-1) for n, v in metrics.items()},
-                   steps_per_second=k / seconds)
+      means = {n: v.mean(axis=-1) for n, v in metrics.items()}
+      scale = q_scale(means, bound, q_factor)
+      for s, flag in zip(seeds, scale.get("warnings/q_divergence", ())):
+        if flag and s not in warned:
+          warned.add(s)
+          q_name = next(n for n in DATA_Q_METRICS if n in means)
+          _log.warning(
+              "Q is diverging (seed %d, step %d): mean Q on the data is %.4g, %.1f times the "
+              "bound max|r|/(1-gamma) = %.4g that the rewards allow (threshold "
+              "config.q_divergence_factor=%g). Lower the learning rates (config.agent.*lr), "
+              "raise the CQL weight or check the reward scale.", s, step,
+              float(means[q_name][seeds.index(s)]),
+              float(scale["critic/q_bound_ratio"][seeds.index(s)]), bound, q_factor)
+      writer.write(step, "train", {**means, **scale, "steps_per_second": k / seconds})
       bar.update(k)
-      if step % config.eval_every == 0 or step == config.num_steps:
-        scores = evaluate(state, config.eval_seed)
-        writer.write(step, "eval", scores)
-        history.append({"step": step, **{n: v.tolist() for n, v in scores.items()}})
-        key = "eval/normalized_score" if "eval/normalized_score" in scores else "eval/return"
-        bar.set_postfix({key.split("/")[1]: f"{scores[key].mean():.1f}"})
-      if step % config.checkpoint_every == 0 or step == config.num_steps:
+      # The checkpoint comes first, so an evaluation that fails loses no training.
+      if ckpt_due(step):
         writer.flush()
         ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds})
         last_checkpoint = step
+      if eval_due(step):
+        run_evaluation(step)
   finally:
     bar.close()
     writer.close()
@@ -375,7 +495,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
       "dataset_id": setup.name, "config_arg": config.get("config_arg"), "seeds": seeds,
       "num_steps": config.num_steps, "final": final,
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
-      "evals": history, "wall_seconds_this_session": time.time() - started,
+      "evals": history, "wall_seconds_this_session": time.time() - started, "q_bound": bound,
+      **_summary_from_log(writers.read_jsonl(workdir / writers.METRICS_FILE), k, q_factor),
   }
   writers.atomic_write_json(workdir / RESULTS_FILE, results)
   return RunResult(state=state, results=results)

@@ -1,15 +1,20 @@
-"""Metric sinks: an append-only jsonl file (crash-safe lines) and TensorBoard event files.
+"""Metric sinks behind one small protocol: jsonl lines, TensorBoard events, Weights & Biases.
 
-Every record is one line written with a single os.write on an O_APPEND descriptor, so a process
-killed at any moment leaves only whole lines (a partial line would need the kernel to stop inside
-one write to a regular file). Whole-file results go through write-to-temp + os.replace.
+Every jsonl record is one line written with a single os.write on an O_APPEND descriptor, so a
+process killed at any moment leaves only whole lines (a partial line would need the kernel to stop
+inside one write to a regular file). Whole-file results go through write-to-temp + os.replace.
+
+A writer takes write(step, kind, metrics) with `kind` "train" or "eval" and `metrics` mapping
+names ("critic/loss", "eval/return") to a scalar or to per-seed values [S]; `make_writers` builds
+the set a run uses and `MultiWriter` fans one call out to all of them.
 """
 from __future__ import annotations
 
 import json
 import os
 import pathlib
-from typing import Any, Dict, List, Optional, Sequence
+import uuid
+from typing import Any, Dict, List, Mapping, Optional, Protocol, Sequence
 
 import numpy as np
 
@@ -81,40 +86,64 @@ class JsonlWriter:
       self._fd = None
 
 
-class MetricWriter:
-  """Per-seed metrics to jsonl and TensorBoard (one event directory per seed, plus `mean`).
+class Writer(Protocol):
+  """What the runner logs through. metrics: name -> scalar or per-seed array [S]."""
 
-  write(step, kind, metrics): metrics map names to scalars or per-seed arrays [S]. The jsonl
-  record is {"step", "kind", "seeds", <name>: value-or-[S] list}; TensorBoard gets
-  "<kind>/<name>" per seed, and the across-seed mean under tb/mean for eval metrics.
-  purge_step: on resume, TensorBoard hides events at or after this step from the killed run.
+  def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None: ...
+
+  def flush(self) -> None: ...
+
+  def close(self) -> None: ...
+
+
+def _tag(kind: str, name: str) -> str:
+  return name if "/" in name else f"{kind}/{name}"
+
+
+class MetricsJsonl:
+  """metrics.jsonl: {"step", "kind", "seeds", <name>: value or [S] list} per write."""
+
+  def __init__(self, workdir, seeds: Sequence[int]):
+    self.seeds = [int(s) for s in seeds]
+    self._lines = JsonlWriter(pathlib.Path(workdir) / METRICS_FILE)
+
+  def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
+    record = {"step": int(step), "kind": kind, "seeds": self.seeds}
+    record.update({k: _plain(v) for k, v in metrics.items()})
+    self._lines.write(record)
+
+  def flush(self) -> None:
+    pass  # every line is already in the kernel's hands.
+
+  def close(self) -> None:
+    self._lines.close()
+
+
+class TensorBoardWriter:
+  """One event directory per seed (tb/seed_<s>/) plus tb/mean/ for across-seed means.
+
+  Per-seed values go to their seed's directory as "<kind>/<name>"; eval metrics and scalars also
+  go to tb/mean. purge_step: on resume, TensorBoard hides events at or after this step that the
+  interrupted run wrote.
   """
 
-  def __init__(self, workdir, seeds: Sequence[int], purge_step: Optional[int] = None,
-               tensorboard: bool = True):
+  def __init__(self, workdir, seeds: Sequence[int], purge_step: Optional[int] = None):
     from tensorboardX import SummaryWriter  # local: heavy import, and optional for readers.
-    workdir = pathlib.Path(workdir)
     self.seeds = [int(s) for s in seeds]
-    self.jsonl = JsonlWriter(workdir / METRICS_FILE)
-    self._tb = {}
-    if tensorboard:
-      for name in [f"seed_{s}" for s in self.seeds] + ["mean"]:
-        self._tb[name] = SummaryWriter(str(workdir / "tb" / name), purge_step=purge_step)
+    root = pathlib.Path(workdir) / "tb"
+    self._tb = {name: SummaryWriter(str(root / name), purge_step=purge_step)
+                for name in [f"seed_{s}" for s in self.seeds] + ["mean"]}
 
-  def write(self, step: int, kind: str, metrics: Dict[str, Any], **extra) -> None:
-    record = {"step": int(step), "kind": kind, "seeds": self.seeds, **extra}
-    record.update({k: _plain(v) for k, v in metrics.items()})
-    self.jsonl.write(record)
+  def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
     for name, value in metrics.items():
       value = np.asarray(value, np.float64)
-      tag = name if "/" in name else f"{kind}/{name}"
+      tag = _tag(kind, name)
       if value.ndim == 1:
         for seed, v in zip(self.seeds, value):
-          if f"seed_{seed}" in self._tb:
-            self._tb[f"seed_{seed}"].add_scalar(tag, float(v), step)
-        if kind == "eval" and "mean" in self._tb:
+          self._tb[f"seed_{seed}"].add_scalar(tag, float(v), step)
+        if kind == "eval":
           self._tb["mean"].add_scalar(tag, float(value.mean()), step)
-      elif "mean" in self._tb:
+      else:
         self._tb["mean"].add_scalar(tag, float(value), step)
 
   def flush(self) -> None:
@@ -122,6 +151,106 @@ class MetricWriter:
       w.flush()
 
   def close(self) -> None:
-    self.jsonl.close()
     for w in self._tb.values():
       w.close()
+
+
+WANDB_DIR = "wandb"
+_WANDB_ID_FILE = "run_id"
+
+
+def wandb_available() -> bool:
+  try:
+    import wandb  # noqa: F401  pylint: disable=import-outside-toplevel,unused-import
+  except ImportError:
+    return False
+  return True
+
+
+class WandbWriter:
+  """One Weights & Biases run per workdir, offline by default (`wandb sync <workdir>/wandb` later).
+
+  Per-seed values are logged as "seed_<s>/<kind>/<name>" and their mean as "<kind>/<name>", at
+  the gradient step. The run id is kept in <workdir>/wandb/run_id so a resumed run continues the
+  same W&B run. Needs the `wandb` package (the [wandb] extra).
+  """
+
+  def __init__(self, workdir, seeds: Sequence[int], config: Optional[dict] = None,
+               project: str = "cql_jax", mode: str = "offline", name: Optional[str] = None):
+    import wandb  # local: optional dependency.
+    self.seeds = [int(s) for s in seeds]
+    root = pathlib.Path(workdir) / WANDB_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    id_file = root / _WANDB_ID_FILE
+    if id_file.exists():
+      run_id = id_file.read_text().strip()
+    else:
+      run_id = uuid.uuid4().hex[:12]
+      atomic_write_text(id_file, run_id + "\n")
+    self._run = wandb.init(project=project, dir=str(root), mode=mode, id=run_id, resume="allow",
+                           config=config, name=name or pathlib.Path(workdir).name,
+                           settings=wandb.Settings(silent=True, console="off"))
+
+  def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
+    row = {}
+    for name, value in metrics.items():
+      value = np.asarray(value, np.float64)
+      tag = _tag(kind, name)
+      if value.ndim == 1:
+        row.update({f"seed_{s}/{tag}": float(v) for s, v in zip(self.seeds, value)})
+        row[tag] = float(value.mean())
+      else:
+        row[tag] = float(value)
+    self._run.log(row, step=int(step))
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    if self._run is not None:
+      self._run.finish()
+      self._run = None
+
+
+class MultiWriter:
+  """Fans each call out to several writers (jsonl first, so it holds a row even if another fails)."""
+
+  def __init__(self, writers: Sequence[Writer]):
+    self.writers = list(writers)
+
+  def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
+    for w in self.writers:
+      w.write(step, kind, metrics)
+
+  def flush(self) -> None:
+    for w in self.writers:
+      w.flush()
+
+  def close(self) -> None:
+    errors = []
+    for w in self.writers:
+      try:
+        w.close()
+      except Exception as e:  # pylint: disable=broad-except
+        errors.append(e)
+    if errors:
+      raise errors[0]
+
+
+def make_writers(workdir, seeds: Sequence[int], *, purge_step: Optional[int] = None,
+                 tensorboard: bool = True, wandb: bool = False, wandb_project: str = "cql_jax",
+                 wandb_mode: str = "offline", config: Optional[dict] = None) -> MultiWriter:
+  """metrics.jsonl always; TensorBoard and W&B as asked (W&B needs `wandb` importable)."""
+  if wandb and not wandb_available():
+    raise ImportError("config.log.wandb=True needs the wandb package: pip install "
+                      "'cql_jax[wandb]' (or set --config.log.wandb=False).")
+  out = [MetricsJsonl(workdir, seeds)]
+  try:
+    if tensorboard:
+      out.append(TensorBoardWriter(workdir, seeds, purge_step))
+    if wandb:
+      out.append(WandbWriter(workdir, seeds, config, wandb_project, wandb_mode))
+  except BaseException:
+    MultiWriter(out).close()
+    raise
+  return MultiWriter(out)

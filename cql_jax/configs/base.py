@@ -53,6 +53,16 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 1_000_000        # env reset seed of evaluation (kept apart from training seeds).
   c.checkpoint_every = 50_000    # gradient steps; a multiple of steps_per_chunk.
   c.keep_checkpoints = 3         # last N checkpoints kept.
+  # A warning (log + metrics "critic/q_bound_ratio", "warnings/q_divergence") when the mean Q on
+  # the data exceeds this many times max|r|/(1-gamma), which no policy's return can exceed.
+  c.q_divergence_factor = 10.0
+
+  # Metric sinks besides metrics.jsonl (always written).
+  c.log = ml_collections.ConfigDict()
+  c.log.tensorboard = True       # tb/seed_<s>/ and tb/mean/.
+  c.log.wandb = False            # Weights & Biases (needs the [wandb] extra); files in wandb/.
+  c.log.wandb_project = "cql_jax"
+  c.log.wandb_mode = "offline"   # "offline": `wandb sync <workdir>/wandb/wandb/offline-run-*` later.
   return c
 
 
