@@ -158,7 +158,7 @@ def check_spaces(dataset, obs_space, act_space, env_name: str) -> None:
          "for datasets that record none).")
   obs_keys = getattr(dataset, "obs_keys", None)
   dataset_space = getattr(dataset, "observation_space", None)
-  if dataset_space is not None:
+  if isinstance(dataset_space, gym.spaces.Dict):  # per key first: names the key that differs.
     observations.check_layout(dataset_space, obs_space, obs_keys, dataset_name=ds,
                               env_name=env_name)
   try:
@@ -171,6 +171,9 @@ def check_spaces(dataset, obs_space, act_space, env_name: str) -> None:
         f"{ds} has {dataset.obs_dim}-d observations but its evaluation environment {env_name} "
         f"gives {env_dim}-d observations (observation space {obs_space}"
         f"{', keys ' + str(tuple(obs_keys)) if obs_keys else ''}). {fix}")
+  if dataset_space is not None:  # equal sizes, e.g. image observations of another shape.
+    observations.check_layout(dataset_space, obs_space, obs_keys, dataset_name=ds,
+                              env_name=env_name)
   if dataset.discrete:
     if not isinstance(act_space, gym.spaces.Discrete) or int(act_space.n) != dataset.num_actions:
       raise DatasetError(f"{ds} has {dataset.num_actions} discrete actions but {env_name} has "
@@ -231,8 +234,10 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None,
                                    obs_transform=transform, max_steps=max_steps)
   finally:
     env.close()
-  returns = np.asarray([r.rewards.sum() for r in records], np.float64)
-  discounted = np.asarray([np.sum(gamma ** np.arange(r.length) * r.rewards) for r in records],
+  # Sums accumulate step by step (cumsum), the order in which a running total would add them.
+  total = lambda x: float(np.cumsum(x)[-1]) if x.size else 0.0
+  returns = np.asarray([total(r.rewards) for r in records], np.float64)
+  discounted = np.asarray([total(gamma ** np.arange(r.length) * r.rewards) for r in records],
                           np.float64)
   lengths = np.asarray([r.length for r in records], np.int64)
   normalized = None

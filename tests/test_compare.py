@@ -84,11 +84,12 @@ def test_write_section_failure_leaves_file_intact(tmp_path, monkeypatch):
 def test_locomotion_config_reads_own_datasets():
   config = locomotion.get_config("cql_jax/walker2d-medium-replay")
   assert config.dataset_id == "cql_jax/walker2d/medium-replay-v0"
-  assert tuple(config.extra_dataset_ids) == ()
+  assert "+" not in config.dataset_id  # one dataset, nothing appended.
   # The project's medium-expert is one dataset, Minari's is two concatenated.
   assert locomotion.get_config("cql_jax/hopper-medium-expert").dataset_id == \
       "cql_jax/hopper/medium-expert-v0"
-  assert len(locomotion.get_config("hopper-medium-expert").extra_dataset_ids) == 1
+  assert locomotion.get_config("hopper-medium-expert").dataset_id.split("+") == [
+      "mujoco/hopper/medium-v0", "mujoco/hopper/expert-v0"]
   with pytest.raises(ValueError, match="cql_jax/<env>-<kind>"):
     locomotion.get_config("cql_jax/hopper-simple")
 

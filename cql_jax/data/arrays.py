@@ -213,7 +213,7 @@ def from_arrays(observations, actions, rewards, terminals, truncations, *,
     if action_low is None or action_high is None:
       if space is not None and hasattr(space, "low"):
         action_low, action_high = space.low, space.high
-      elif np.all(np.isfinite(action)) and np.all(np.abs(action) <= 1.0):
+      elif np.all(np.abs(action[np.isfinite(action)]) <= 1.0):  # NaNs: validation names them.
         action_low = -np.ones(action.shape[1], np.float32)
         action_high = np.ones(action.shape[1], np.float32)
       else:

@@ -183,8 +183,9 @@ def load_dataset(dataset_id: str, *, download: bool = False,
     OfflineDataset with transitions of T steps: obs/next_obs float32 [T, O], action
     float32 [T, A] in the env's own units (Box) or int32 [T] (Discrete), reward and
     discount float32 [T] (discount = 1 - termination); episode_returns float32 [E];
-    initial_obs float32 [E, O]; env id/kwargs from the dataset's (eval) env spec and
-    reference scores from its metadata (None when absent).
+    initial_obs float32 [E, O]; env_spec the evaluation spec (eval_env_spec) and env
+    id/kwargs read from it; obs_keys the dict keys flattened (None for arrays) and
+    observation_space the stored one; reference scores from the metadata (None when absent).
 
   Raises:
     DatasetError: missing dataset (with the command to fetch it and the local ids),
