@@ -1,128 +1,122 @@
 """CQL(H) against behaviour cloning, offline SAC and other variants on the project's datasets.
 
-  --env=pendulum                      cql_jax/pendulum/<kind>-v0 (issue 5's variant comparison)
+  --env=pendulum                      cql_jax/pendulum/<kind>-v0 (made on first use)
   --env=hopper|halfcheetah|walker2d   cql_jax/<env>/<kind>-v0, made by experiments/make_datasets.py
-                                      with the project's online SAC (issue 8)
+                                      with the project's online SAC
 
 Every method is a configuration of the one CQL agent (cql_jax.continuous.variants) on
-base.short_budget_agent_config. Seeds are vmapped in one compiled program (train.fit(...,
-num_seeds=S)); each seed's final policy is evaluated deterministically (tanh of the mean) and
-scored on the D4RL 0–100 scale of the dataset's ref_min_score / ref_max_score.
+base.short_budget_agent_config, trained through cql_jax.runner with the seeds vmapped in one
+program. Run (kind, method) lives in <workdir>/<kind>/<method>/ like any `experiments.train` run
+(config.json, metrics.jsonl, TensorBoard events, checkpoints, results.json), so
+`experiments.plot` draws its curves. Scores are the final evaluation's D4RL-normalised scores
+(0 = the dataset's ref_min_score, 100 = its ref_max_score).
 
-Each (dataset, method) result is appended to --scores (one JSON line) as soon as it is done, and
-a rerun with the same settings skips what is already there, so a sweep that is stopped loses at
-most the run in progress; the table is built from that file.
+A rerun skips finished runs, resumes a stopped one from its last checkpoint, trains finished runs
+on when --num_steps grows, and refuses runs made with other settings (choose another --workdir).
+The RESULTS.md section's setup sentences are generated from the runs' own config.json.
 
-  PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.compare \\
-      --env=pendulum --num_steps=8000 --num_seeds=2 --write_results
-  PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.compare \\
-      --env=halfcheetah --num_steps=10000 --num_seeds=3 --scores=runs/compare-halfcheetah.jsonl --write_results
+  PYTHONPATH=$PWD python -m experiments.compare --env=pendulum --num_steps=8000 --num_seeds=2 \\
+      --write_results
+  PYTHONPATH=$PWD python -m experiments.compare --env=halfcheetah --num_steps=10000 \\
+      --num_seeds=3 --workdir=runs/compare-halfcheetah --write_results
 """
 from __future__ import annotations
 
 import json
-import os
-import time
+import pathlib
+from typing import Callable, Dict, Sequence
 
-from absl import app, flags
-import jax
 import numpy as np
 
-from cql_jax import train
-from cql_jax.agents import device_data, make_agent
+from cql_jax import runner
+from cql_jax import scores as scoring
+from cql_jax.configs import classic
+from cql_jax.configs import locomotion
 from cql_jax.continuous import variants
-from cql_jax.data import minari_io
 from cql_jax.makers import mujoco_datasets
 from cql_jax.makers import pendulum
-from cql_jax.evaluation import evaluate_agent, seed_state
+from experiments import budget as budget_lib
 from experiments import results_md
-from experiments import sweep_flags
 
 ENVS = ("pendulum", *mujoco_datasets.ENVS)
-DEFAULT_METHODS = {"pendulum": ["cql_h", "cql_rho", "bc", "sac"]}
-
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-  once = sweep_flags.define_once
-  once(flags.DEFINE_enum, "env", "pendulum", ENVS, "Which of the project's dataset families.")
-  once(flags.DEFINE_list, "datasets", None, "Dataset kinds (default: all five of the family).")
-  once(flags.DEFINE_list, "methods", None, "variants.variant_config names (default: cql_h, bc, "
-       "sac; pendulum adds cql_rho).")
-  once(flags.DEFINE_integer, "eval_episodes", 10, "Evaluation episodes per seed.")
-  once(flags.DEFINE_string, "scores", None,
-       "JSONL of finished runs (default runs/compare-<env>.jsonl).")
-  sweep_flags.define(num_steps=5000, num_seeds=2)
-
-
+DEFAULT_METHODS = {"pendulum": ("cql_h", "cql_rho", "bc", "sac")}
 LABELS = {"cql_h": "CQL(H)", "cql_rho": "CQL(ρ)", "cql_nonis": "CQL non-IS", "cql_eq1": "CQL (Eq. 1)",
           "bc": "BC", "sac": "offline SAC"}
 
 
+def label(method: str) -> str:
+  if method.startswith("ensemble_"):
+    return f"Ensemble({method.split('_')[1]})"
+  return LABELS.get(method, method)
+
+
 def heading(env: str) -> str:
   if env == "pendulum":
-    return "## Variant comparison on Pendulum (issue 5)"
-  return f"## CQL(H), BC and offline SAC on the project's {mujoco_datasets.ENVS[env]} datasets (issue 8)"
+    return "## Variant comparison on Pendulum"
+  return f"## CQL(H), BC and offline SAC on the project's {mujoco_datasets.ENVS[env]} datasets"
 
 
-def dataset_id(env: str, kind: str) -> str:
-  return pendulum.dataset_id(kind) if env == "pendulum" else mujoco_datasets.dataset_id(env, kind)
+def kinds_of(env: str) -> tuple:
+  return pendulum.KINDS if env == "pendulum" else mujoco_datasets.KINDS
 
 
-def settings() -> dict:
-  """What a stored result must match to be reused."""
-  return {"env": FLAGS.env, "num_steps": FLAGS.num_steps, "num_seeds": FLAGS.num_seeds,
-          "seed": FLAGS.seed, "hidden": FLAGS.hidden, "batch_size": FLAGS.batch_size,
-          "cql_weight": FLAGS.cql_weight, "actor_lr": FLAGS.actor_lr,
-          "eval_episodes": FLAGS.eval_episodes}
+def domain_config(env: str, kind: str):
+  """The runner config of the dataset (before the method and budget are applied)."""
+  if env == "pendulum":
+    return classic.get_config(kind)
+  return locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
 
 
-def read_scores(path: str) -> dict:
-  """(kind, method) -> record, for records of `path` made with the current settings()."""
-  done = {}
-  if os.path.exists(path):
-    with open(path) as f:
-      for line in f:
-        record = json.loads(line)
-        if record["settings"] == settings():
-          done[(record["dataset"], record["method"])] = record
-  return done
+def run_config(env: str, kind: str, method: str, budget: budget_lib.Budget):
+  agent = variants.variant_config(method, budget_lib.agent_config(budget))
+  return budget_lib.run_config(domain_config(env, kind), agent, budget)
 
 
-def append_score(path: str, record: dict) -> None:
-  """One line, flushed and fsynced, so a crash never leaves a torn record behind."""
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  with open(path, "a") as f:
-    f.write(json.dumps(record) + "\n")
-    f.flush()
-    os.fsync(f.fileno())
+def run_dir(workdir, kind: str, method: str) -> pathlib.Path:
+  return pathlib.Path(workdir) / kind / method
 
 
-def run_one(dataset, name: str) -> dict:
-  """Trains FLAGS.num_seeds seeds of `name` on `dataset`; returns the record to store."""
-  agent = make_agent(variants.variant_config(name, sweep_flags.agent_config()), dataset)
-  start = time.time()
-  states = train.fit(agent, device_data(dataset), seed=FLAGS.seed, num_steps=FLAGS.num_steps,
-                     steps_per_chunk=FLAGS.steps_per_chunk, batch_size=FLAGS.batch_size,
-                     num_seeds=FLAGS.num_seeds)
-  jax.block_until_ready(states)
-  train_seconds = time.time() - start
-  results = [evaluate_agent(agent, seed_state(states, s), dataset, num_episodes=FLAGS.eval_episodes,
-                            seed=1000 + s) for s in range(FLAGS.num_seeds)]
-  return {"scores": [float(r.mean_normalized) for r in results],
-          "returns": [float(np.mean(r.returns)) for r in results],
-          "train_seconds": train_seconds, "eval_seconds": time.time() - start - train_seconds}
+def run_one(config, workdir, seeds) -> dict:
+  """Trains (or resumes) one run through the runner; returns its results.json contents."""
+  return budget_lib.train(config, workdir, seeds).results
 
 
-def behaviour_score(dataset) -> float:
+def record(results: dict, config) -> dict:
+  """What the table needs from one run's results.json, and the run's own config."""
+  final = results["final"]
+  return {"scores": final.get("eval/normalized_score", []), "returns": final["eval/return"],
+          "seconds": results.get("train_seconds", 0.0) + results.get("eval_seconds", 0.0),
+          "config": json.loads(config.to_json_best_effort())}
+
+
+def behaviour_score(config) -> float:
   """Mean normalized return of the dataset's own episodes."""
-  return float(np.mean(100 * (dataset.episode_returns - dataset.ref_min_score)
-                       / (dataset.ref_max_score - dataset.ref_min_score)))
+  dataset = runner.load_data(config)
+  return float(np.mean(scoring.normalized_score(dataset.episode_returns, dataset.ref_min_score,
+                                                dataset.ref_max_score)))
+
+
+def run(env: str, kinds: Sequence[str], methods: Sequence[str], budget: budget_lib.Budget,
+        workdir, log: Callable = print):
+  """Trains every (kind, method) not yet done; returns ({(kind, method): record}, {kind: score})."""
+  records, behaviour = {}, {}
+  for kind in kinds:
+    for method in methods:
+      config = run_config(env, kind, method, budget)
+      path = run_dir(workdir, kind, method)
+      results = budget_lib.finished_results(path, config, budget.seeds)
+      if results is None:
+        results = run_one(config, path, budget.seeds)
+      records[(kind, method)] = r = record(results, config)
+      s = np.asarray(r["scores"])
+      log(f"{kind:14s} {label(method):12s} {s.mean():6.1f} ± {s.std():5.1f}  "
+          f"({r['seconds']:.0f} s)")
+    behaviour[kind] = behaviour_score(config)
+  return records, behaviour
 
 
 def table(kinds, methods, records, behaviour) -> str:
-  rows = ["| dataset | behaviour | " + " | ".join(LABELS.get(m, m) for m in methods) + " |",
+  rows = ["| dataset | behaviour | " + " | ".join(label(m) for m in methods) + " |",
           "|---|---:|" + "---:|" * len(methods)]
   for kind in kinds:
     cells = []
@@ -133,25 +127,36 @@ def table(kinds, methods, records, behaviour) -> str:
   return "\n".join(rows)
 
 
-def results_body(kinds, methods, records, behaviour) -> str:
-  scores_flag = "" if FLAGS.scores is None else f" --scores={FLAGS.scores}"
-  seconds = sum(records[(k, m)]["train_seconds"] + records[(k, m)]["eval_seconds"]
-                for k in kinds for m in methods)
-  return f"""Command (2-core CPU, JAX CPU backend; {seconds / 60:.0f} min of training and evaluation):
+def command(env: str, kinds, methods, budget: budget_lib.Budget, workdir) -> str:
+  flags = [f"--env={env}", f"--datasets={','.join(kinds)}", f"--methods={','.join(methods)}",
+           f"--num_steps={budget.num_steps}", f"--num_seeds={budget.num_seeds}",
+           f"--seed={budget.seed}", f"--hidden={budget.hidden}",
+           f"--eval_episodes={budget.eval_episodes}", f"--workdir={workdir}"]
+  if budget.eval_every:
+    flags.append(f"--eval_every={budget.eval_every}")
+  for name, default in (("steps_per_chunk", 1000), ("batch_size", 256), ("cql_weight", 5.0),
+                        ("actor_lr", 3e-4)):
+    if getattr(budget, name) != default:
+      flags.append(f"--{name}={getattr(budget, name)}")
+  return ("    PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.compare \\\n"
+          "      " + " ".join(flags) + " --write_results")
 
-    PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.compare \\
-      --env={FLAGS.env} --datasets={','.join(kinds)} --methods={','.join(methods)} \\
-      --num_steps={FLAGS.num_steps} --num_seeds={FLAGS.num_seeds} --seed={FLAGS.seed} --hidden={FLAGS.hidden} \\
-      --eval_episodes={FLAGS.eval_episodes}{scores_flag} --write_results
 
-Setup: actor and critics {FLAGS.hidden}-{FLAGS.hidden}, batch {FLAGS.batch_size}, actor lr {FLAGS.actor_lr},
-critic lr 1e-3, {FLAGS.num_steps} gradient steps (a short budget for a 2-core CPU; the paper trains 1M),
-{FLAGS.num_seeds} seeds vmapped in one program, deterministic backup, two critics. CQL(H) and CQL(ρ)
-use α = {FLAGS.cql_weight}, N = 10 samples per source; CQL(ρ) is T·log E_{{a~π(s)}}[exp Q] from 10
-samples of the current policy; BC is `algorithm="bc"` (actor by the BC loss alone, no critic); offline
-SAC is α = 0. Entries: D4RL-normalised score (0 = the dataset's ref_min_score, 100 = its
-ref_max_score) of the final deterministic policy, {FLAGS.eval_episodes} episodes per seed, mean ± std
-over seeds; "behaviour" is the dataset's own mean score.
+def results_body(env: str, kinds, methods, records, behaviour, budget: budget_lib.Budget,
+                 workdir) -> str:
+  seconds = sum(records[(k, m)]["seconds"] for k in kinds for m in methods)
+  # One config per method (the datasets share everything but the data).
+  runs = {label(m): records[(kinds[0], m)]["config"] for m in methods}
+  plot_runs = " ".join(f"--runs='{label(m)}={workdir}/*/{m}'" for m in methods)
+  return f"""Command ({seconds / 60:.0f} min of training and evaluation):
+
+{command(env, kinds, methods, budget, workdir)}
+
+{results_md.describe_setup(runs, budget.seeds)}
+
+Entries: D4RL-normalised score (0 = the dataset's ref_min_score, 100 = its ref_max_score) of the
+final policy, mean ± std over seeds; "behaviour" is the dataset's own mean score. Curves:
+`python -m experiments.plot {plot_runs} --out=<dir>`.
 
 {table(kinds, methods, records, behaviour)}
 """
@@ -159,30 +164,31 @@ over seeds; "behaviour" is the dataset's own mean score.
 
 def main(argv):
   del argv
-  kinds = FLAGS.datasets or list(pendulum.KINDS if FLAGS.env == "pendulum" else mujoco_datasets.KINDS)
-  methods = FLAGS.methods or DEFAULT_METHODS.get(FLAGS.env, ["cql_h", "bc", "sac"])
-  path = FLAGS.scores or os.path.join("runs", f"compare-{FLAGS.env}.jsonl")
-  records = read_scores(path)
-  behaviour = {}
-  for kind in kinds:
-    dataset = minari_io.load_dataset(dataset_id(FLAGS.env, kind))
-    behaviour[kind] = behaviour_score(dataset)
-    for name in methods:
-      if (kind, name) not in records:
-        record = {"dataset": kind, "method": name, "settings": settings(),
-                  **run_one(dataset, name)}
-        append_score(path, record)
-        records[(kind, name)] = record
-      r = records[(kind, name)]
-      s = np.asarray(r["scores"])
-      print(f"{kind:14s} {LABELS.get(name, name):12s} {s.mean():6.1f} ± {s.std():5.1f}  "
-            f"({r['train_seconds']:.0f} s train, {r['eval_seconds']:.0f} s eval)", flush=True)
+  from absl import flags
+  FLAGS = flags.FLAGS
+  budget = budget_lib.from_flags(FLAGS)
+  kinds = list(FLAGS.datasets or kinds_of(FLAGS.env))
+  methods = list(FLAGS.methods or DEFAULT_METHODS.get(FLAGS.env, ("cql_h", "bc", "sac")))
+  workdir = FLAGS.workdir or f"runs/compare-{FLAGS.env}"
+  records, behaviour = run(FLAGS.env, kinds, methods, budget, workdir)
   print(table(kinds, methods, records, behaviour))
   if FLAGS.write_results:
-    results_md.write_section(FLAGS.results, heading(FLAGS.env),
-                             results_body(kinds, methods, records, behaviour))
+    results_md.write_section(FLAGS.results, heading(FLAGS.env), results_body(
+        FLAGS.env, kinds, methods, records, behaviour, budget, workdir))
+
+
+def define_flags() -> None:
+  from absl import flags
+  flags.DEFINE_enum("env", "pendulum", ENVS, "Which of the project's dataset families.")
+  flags.DEFINE_list("datasets", None, "Dataset kinds (default: all five of the family).")
+  flags.DEFINE_list("methods", None, "variants.variant_config names (default: cql_h, bc, sac; "
+                    "pendulum adds cql_rho).")
+  flags.DEFINE_string("workdir", None, "Root of the runs, one per <kind>/<method> "
+                      "(default runs/compare-<env>).")
+  budget_lib.define_flags(num_steps=5000, num_seeds=2, eval_every=1000)
 
 
 if __name__ == "__main__":
+  from absl import app
   define_flags()
   app.run(main)

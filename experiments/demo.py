@@ -1,72 +1,79 @@
 """`make demo`: CQL(H) on the project's own Pendulum medium-expert data, offline, in minutes.
 
 Makes the Pendulum datasets if absent (scripted behaviour policies written in the Minari
-format), trains CQL with vmapped seeds, and prints CQL's normalized score next to the
-dataset's own average score.
+format), trains CQL with vmapped seeds through cql_jax.runner into --workdir (metrics.jsonl,
+TensorBoard events, checkpoints, results.json, as any experiments.train run), and prints CQL's
+normalized score next to the dataset's own average score. Launched again on the same workdir it
+reuses the finished run; remove the directory to train afresh.
 """
 from __future__ import annotations
 
-import time
+import tempfile
 
-from absl import app
-from absl import flags
 import numpy as np
 
-from cql_jax import agents
-from cql_jax import evaluation
+from cql_jax import runner
 from cql_jax import scores
-from cql_jax import train
-from cql_jax.data import minari_io
-from cql_jax.makers import pendulum
 from cql_jax.configs import classic
+from cql_jax.makers import pendulum
+from experiments import budget as budget_lib
 
 DEFAULT_STEPS = 8_000
-FLAGS = flags.FLAGS
 
 
-def define_flags() -> None:
-  """Called only when run as a script, so importing demo (tests do) defines no flags."""
-  flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
-  flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
-  flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
-  flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
-  flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
+def demo_config(kind: str, steps: int, hidden: int, eval_episodes: int):
+  """classic.py's config for `kind` with the demo's budget: evaluated once, at the end."""
+  chunk = min(1000, steps)
+  budget = budget_lib.Budget(num_steps=steps, steps_per_chunk=chunk, hidden=hidden,
+                             eval_episodes=eval_episodes)
+  return budget_lib.run_config(classic.get_config(kind), classic.pendulum_agent_config(hidden),
+                               budget)
 
 
-def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, log=print):
-  """Trains and evaluates; returns (per-seed normalized scores [S], dataset's normalized score)."""
-  pendulum.ensure_pendulum_datasets()
-  dataset = minari_io.load_dataset(pendulum.dataset_id(kind))
-  agent = agents.make_agent(classic.pendulum_agent_config(hidden), dataset)
-  data = agents.device_data(dataset)
-  start = time.time()
+def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, workdir=None,
+        progress: bool = False):
+  """Trains and evaluates; returns (per-seed normalized scores [S], dataset's normalized score).
 
-  def on_chunk(step, state, metrics):
-    log(f"step {step:6d}  {step / (time.time() - start):6.0f} steps/s  "
-        f"bellman {float(np.mean(metrics['critic/bellman_error'])):.3f}  "
-        f"cql gap {float(np.mean(metrics['cql/gap'])):.3f}")
-
-  states = train.fit(agent, data, seed=0, num_steps=steps, steps_per_chunk=min(1000, steps),
-                     num_seeds=num_seeds, on_chunk=on_chunk)
-  per_seed = np.array([
-      evaluation.evaluate_agent(agent, evaluation.seed_state(states, i), dataset,
-                                num_episodes=eval_episodes, seed=1000 + i).mean_normalized
-      for i in range(num_seeds)])
+  workdir: the run directory; None trains in a temporary one that is removed afterwards.
+  """
+  config = demo_config(kind, steps, hidden, eval_episodes)
+  seeds = tuple(range(num_seeds))
+  if workdir is None:
+    with tempfile.TemporaryDirectory(prefix="cql_jax-demo-") as tmp:
+      result = budget_lib.train(config, tmp, seeds, progress)
+  else:
+    result = budget_lib.train(config, workdir, seeds, progress)
+  dataset = runner.load_data(config)
   data_score = float(np.mean(scores.normalized_score(
       dataset.episode_returns, dataset.ref_min_score, dataset.ref_max_score)))
-  return per_seed, data_score
+  return np.asarray(result.results["final"]["eval/normalized_score"]), data_score
 
 
 def main(argv):
   del argv
+  from absl import flags
+  FLAGS = flags.FLAGS
   per_seed, data_score = run(FLAGS.kind, FLAGS.steps, FLAGS.seeds, FLAGS.hidden,
-                             FLAGS.eval_episodes)
-  print(f"\nDataset cql_jax/pendulum/{FLAGS.kind}-v0")
+                             FLAGS.eval_episodes, FLAGS.workdir or f"runs/demo-{FLAGS.kind}",
+                             progress=True)
+  print(f"\nDataset {pendulum.dataset_id(FLAGS.kind)}")
   print(f"  dataset average score : {data_score:6.1f} (normalized)")
   print(f"  CQL(H) score          : {per_seed.mean():6.1f} ± {per_seed.std():.1f} "
         f"over {len(per_seed)} seeds ({', '.join(f'{s:.1f}' for s in per_seed)})")
 
 
+def define_flags() -> None:
+  """Called only when run as a script, so importing demo (tests do) defines no flags."""
+  from absl import flags
+  flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
+  flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
+  flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
+  flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
+  flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
+  flags.DEFINE_string("workdir", None, "Run directory (default runs/demo-<kind>).")
+
+
 if __name__ == "__main__":
+  from absl import app
   define_flags()
   app.run(main)

@@ -1,10 +1,12 @@
-"""Learning curves and rliable aggregates from run directories written by experiments.train.
+"""Learning curves and rliable aggregates from run directories (experiments.train, compare, table4, demo).
 
-  python -m experiments.plot --runs=runs/pendulum-* --out=plots
-  python -m experiments.plot --runs=CQL=runs/cql-* --runs=SAC=runs/sac-* --out=plots
+  python -m experiments.plot --runs='runs/pendulum-*' --out=plots
+  python -m experiments.plot --runs='CQL(H)=runs/compare-hopper/*/cql_h' \
+      --runs='BC=runs/compare-hopper/*/bc' --runs='offline SAC=runs/compare-hopper/*/sac' --out=plots
 
-Each --runs value is a glob of workdirs, optionally prefixed "LABEL=" (default label "cql_jax").
-Writes <out>/curves.png (mean ± std over seeds per run, from metrics.jsonl) and, when runs have
+Each --runs value is a glob of workdirs, optionally prefixed "LABEL=" (default label: the glob).
+Writes <out>/curves.png, one panel per dataset with every label's curve overlaid (mean ± std over
+seeds, from metrics.jsonl; runs of one label on one dataset pool their seeds), and, when runs have
 results.json, <out>/aggregate.png + aggregate.json: IQM, mean and optimality gap over all
 (seed, dataset) final scores per label with stratified-bootstrap 95% confidence intervals.
 """
@@ -20,6 +22,7 @@ import numpy as np
 from cql_jax import writers
 
 DEFAULT_METRIC = "eval/normalized_score"
+AGGREGATE_METRICS = ("IQM", "Mean", "Optimality Gap")
 
 
 def learning_curve(workdir, metric: str = DEFAULT_METRIC) -> Tuple[np.ndarray, np.ndarray]:
@@ -32,39 +35,78 @@ def learning_curve(workdir, metric: str = DEFAULT_METRIC) -> Tuple[np.ndarray, n
   return steps, np.array([np.atleast_1d(r[metric]) for r in records], np.float64)
 
 
-def plot_curves(workdirs: Sequence, out_path, metric: str = DEFAULT_METRIC) -> pathlib.Path:
-  """One panel per run: mean over seeds with a ±1 std band. Returns the PNG path."""
+def dataset_name(workdir) -> str:
+  """The run's dataset id (with appended ids joined by '+'), from its config.json."""
+  path = pathlib.Path(workdir) / "config.json"
+  if not path.exists():
+    return str(workdir)
+  config = json.loads(path.read_text())["config"]
+  ids = [config.get("dataset_id") or str(workdir), *(config.get("extra_dataset_ids") or ())]
+  return "+".join(ids)
+
+
+def pooled_curve(workdirs: Sequence, metric: str = DEFAULT_METRIC):
+  """(steps [T], values [T, S_total]) of runs pooled over their seeds, on the steps all share."""
+  curves = [learning_curve(w, metric) for w in workdirs]
+  common = sorted(set.intersection(*(set(s.tolist()) for s, _ in curves)))
+  if not common:
+    raise ValueError(f"runs {list(map(str, workdirs))} share no evaluation step; pool only runs "
+                     "evaluated on the same schedule.")
+  values = [v[np.searchsorted(s, common)] for s, v in curves]
+  return np.asarray(common), np.concatenate(values, axis=1)
+
+
+def curves_by_dataset(groups: Dict[str, Sequence], metric: str = DEFAULT_METRIC
+                      ) -> Dict[str, Dict[str, Tuple[np.ndarray, np.ndarray]]]:
+  """{dataset: {label: (steps [T], values [T, S])}}, datasets and labels in first-seen order."""
+  by_dataset: Dict[str, Dict[str, List]] = {}
+  for label, dirs in groups.items():
+    for workdir in dirs:
+      by_dataset.setdefault(dataset_name(workdir), {}).setdefault(label, []).append(workdir)
+  return {d: {label: pooled_curve(dirs, metric) for label, dirs in runs.items()}
+          for d, runs in by_dataset.items()}
+
+
+def plot_curves(groups: Dict[str, Sequence], out_path, metric: str = DEFAULT_METRIC
+                ) -> pathlib.Path:
+  """One panel per dataset, each label's mean over seeds with a ±1 std band. Returns the PNG.
+
+  groups: label -> run directories (a list of directories alone is one unlabelled group).
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  cols = min(3, len(workdirs))
-  rows = -(-len(workdirs) // cols)
-  fig, axes = plt.subplots(rows, cols, figsize=(4.5 * cols, 3.2 * rows), squeeze=False)
-  for ax, workdir in zip(axes.flat, workdirs):
-    steps, values = learning_curve(workdir, metric)
-    mean, std = values.mean(axis=1), values.std(axis=1)
-    ax.plot(steps, mean)
-    ax.fill_between(steps, mean - std, mean + std, alpha=0.25)
-    ax.set_title(f"{_dataset_name(workdir)} ({values.shape[1]} seeds)", fontsize=9)
-    ax.set_xlabel("gradient steps")
-    ax.set_ylabel(metric)
+  if not isinstance(groups, dict):
+    groups = {"": list(groups)}
+  curves = curves_by_dataset(groups, metric)
+  labels = list(groups)
+  colors = {label: plt.get_cmap("tab10")(i % 10) for i, label in enumerate(labels)}
+  cols = min(3, len(curves))
+  rows = -(-len(curves) // cols)
+  fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.4 * rows), squeeze=False)
+  for ax, (dataset, runs) in zip(axes.flat, curves.items()):
+    for label, (steps, values) in runs.items():
+      mean, std = values.mean(axis=1), values.std(axis=1)
+      ax.plot(steps, mean, color=colors[label], lw=1.8,
+              label=f"{label} ({values.shape[1]} seeds)" if label else f"{values.shape[1]} seeds")
+      ax.fill_between(steps, mean - std, mean + std, color=colors[label], alpha=0.2, lw=0)
+    ax.set_title(dataset, fontsize=9)
+    ax.set_xlabel("gradient steps", fontsize=8)
+    ax.set_ylabel(metric.split("/")[-1].replace("_", " "), fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
     ax.grid(alpha=0.3)
-  for ax in list(axes.flat)[len(workdirs):]:
+    ax.legend(fontsize=7, loc="best", frameon=False)
+  for ax in list(axes.flat)[len(curves):]:
     ax.axis("off")
+  fig.suptitle(f"{metric}: mean ± std over seeds", fontsize=10)
   fig.tight_layout()
   out_path = pathlib.Path(out_path)
   out_path.parent.mkdir(parents=True, exist_ok=True)
   fig.savefig(out_path, dpi=120)
   plt.close(fig)
   return out_path
-
-
-def _dataset_name(workdir) -> str:
-  config = pathlib.Path(workdir) / "config.json"
-  if config.exists():
-    return json.loads(config.read_text())["config"].get("dataset_id") or str(workdir)
-  return str(workdir)
 
 
 def final_scores(workdirs: Sequence, metric: str = DEFAULT_METRIC) -> np.ndarray:
@@ -89,20 +131,48 @@ def final_scores(workdirs: Sequence, metric: str = DEFAULT_METRIC) -> np.ndarray
   return np.stack(columns, axis=1)
 
 
+def plot_interval_estimates(summary: Dict[str, dict], out_path) -> pathlib.Path:
+  """One panel per aggregate metric; one row per label: the point and its 95% interval."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  labels = list(summary)
+  colors = [plt.get_cmap("tab10")(i % 10) for i in range(len(labels))]
+  height = 1.2 + 0.45 * len(labels)
+  fig, axes = plt.subplots(1, len(AGGREGATE_METRICS), figsize=(3.6 * len(AGGREGATE_METRICS),
+                                                                height), sharey=True)
+  y = np.arange(len(labels))[::-1]
+  for ax, name in zip(axes, AGGREGATE_METRICS):
+    for row, label, color in zip(y, labels, colors):
+      point = summary[label][name]["point"]
+      lo, hi = summary[label][name]["ci95"]
+      ax.hlines(row, lo, hi, color=color, lw=6, alpha=0.45)
+      ax.plot([point], [row], "|", color="black", ms=14, mew=1.5)
+    ax.set_title(name, fontsize=10)
+    ax.set_yticks(y)
+    ax.set_yticklabels(labels, fontsize=9)
+    ax.tick_params(axis="x", labelsize=8)
+    ax.grid(axis="x", alpha=0.3)
+    ax.set_ylim(-0.6, len(labels) - 0.4)
+    ax.margins(x=0.15)
+  fig.supxlabel("normalized score / 100 (95% stratified-bootstrap intervals)", fontsize=9)
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  fig.savefig(out_path, dpi=120, bbox_inches="tight")
+  plt.close(fig)
+  return out_path
+
+
 def aggregate(groups: Dict[str, Sequence], out_dir, metric: str = DEFAULT_METRIC,
               reps: int = 2000, seed: int = 0) -> Dict[str, dict]:
   """IQM, mean and optimality gap with 95% stratified-bootstrap CIs per label.
 
   Writes aggregate.json and aggregate.png under out_dir and returns the numbers.
   """
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   from rliable import library as rly
   from rliable import metrics as rly_metrics
-  from rliable import plot_utils
 
-  names = ["IQM", "Mean", "Optimality Gap"]
   scores = {label: final_scores(dirs, metric) for label, dirs in groups.items()}
   aggregate_fn = lambda x: np.array([rly_metrics.aggregate_iqm(x), rly_metrics.aggregate_mean(x),
                                      rly_metrics.aggregate_optimality_gap(x)])
@@ -110,26 +180,23 @@ def aggregate(groups: Dict[str, Sequence], out_dir, metric: str = DEFAULT_METRIC
   points, intervals = rly.get_interval_estimates(scores, aggregate_fn, reps=reps)
   summary = {label: {name: {"point": float(points[label][i]),
                             "ci95": [float(intervals[label][0, i]), float(intervals[label][1, i])]}
-                     for i, name in enumerate(names)} | {"matrix_shape": list(scores[label].shape)}
+                     for i, name in enumerate(AGGREGATE_METRICS)}
+             | {"matrix_shape": list(scores[label].shape)}
              for label in groups}
   out_dir = pathlib.Path(out_dir)
   out_dir.mkdir(parents=True, exist_ok=True)
   writers.atomic_write_json(out_dir / "aggregate.json", summary)
-  fig, _ = plot_utils.plot_interval_estimates(points, intervals, metric_names=names,
-                                              algorithms=list(groups),
-                                              xlabel="normalized score / 100")
-  fig.savefig(out_dir / "aggregate.png", dpi=120, bbox_inches="tight")
-  plt.close(fig)
+  plot_interval_estimates(summary, out_dir / "aggregate.png")
   return summary
 
 
 def parse_runs(specs: Sequence[str]) -> Dict[str, List[str]]:
-  """["CQL=runs/a*", "runs/b"] -> {"CQL": [...], "cql_jax": [...]} (globs expanded, sorted)."""
+  """["CQL=runs/a*", "runs/b"] -> {"CQL": [...], "runs/b": [...]} (globs expanded, sorted)."""
   groups: Dict[str, List[str]] = {}
   for spec in specs:
     label, sep, pattern = spec.partition("=")
     if not sep:
-      label, pattern = "cql_jax", spec
+      label, pattern = spec, spec
     matched = sorted(p for p in glob.glob(pattern) if pathlib.Path(p, "config.json").exists())
     if not matched:
       raise ValueError(f"--runs={spec}: no run directory (one with config.json) matches '{pattern}'.")
@@ -143,8 +210,7 @@ def main(argv):
   FLAGS = flags.FLAGS
   groups = parse_runs(FLAGS.runs)
   out = pathlib.Path(FLAGS.out)
-  workdirs = [d for dirs in groups.values() for d in dirs]
-  print(f"wrote {plot_curves(workdirs, out / 'curves.png', FLAGS.metric)}")
+  print(f"wrote {plot_curves(groups, out / 'curves.png', FLAGS.metric)}")
   finished = {label: [d for d in dirs if pathlib.Path(d, "results.json").exists()]
               for label, dirs in groups.items()}
   finished = {label: dirs for label, dirs in finished.items() if dirs}

@@ -18,6 +18,7 @@ import pytest
 
 from cql_jax import checkpoints
 from cql_jax import runner
+from cql_jax import workdir_lock
 from cql_jax import writers
 from cql_jax.data import minari_io
 from cql_jax.configs import base
@@ -104,7 +105,8 @@ def test_resume_is_bit_identical(full_run, tiny_config, tmp_path):
                               resume=True, progress=False)
 
 
-def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_config, tmp_path):
+def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_config, tmp_path,
+                                      caplog):
   """Kill a CLI run while it checkpoints every chunk; everything left must read back whole."""
   workdir = tmp_path / "killed"
   env = {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(pendulum_minari_root),
@@ -122,10 +124,18 @@ def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_confi
         break
       time.sleep(0.2)
     assert proc.poll() is None, proc.stderr.read().decode()[-3000:]
+    # A second process (a resume while the first one trains) is refused, naming the first's
+    # PID, and touches nothing: the metrics file is not truncated under the live run.
+    size = (workdir / writers.METRICS_FILE).stat().st_size
+    with pytest.raises(workdir_lock.WorkdirLockedError, match=f"in use by process {proc.pid}:"):
+      runner.train_and_evaluate(tiny_config, workdir, SEEDS, resume=True, progress=False)
+    assert (workdir / writers.METRICS_FILE).stat().st_size >= size
     time.sleep(random.uniform(0.0, 0.5))  # land anywhere in the chunk/save cycle.
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+  # The killed run's lock file stays behind, naming a PID that is gone.
+  assert (workdir / workdir_lock.LOCK_FILE).read_text().strip() == str(proc.pid)
 
   raw = (workdir / writers.METRICS_FILE).read_bytes()
   assert raw.endswith(b"\n")
@@ -140,10 +150,14 @@ def test_sigkill_leaves_no_torn_files(full_run, pendulum_minari_root, tiny_confi
     assert meta["next_chunk"] * 20 == step == meta["step"]
     assert jax.tree.structure(state) == jax.tree.structure(target)
 
-  # The killed run resumes: one more chunk, no duplicate or missing log steps.
+  # The killed run resumes (its stale lock taken over): one more chunk, no duplicate or
+  # missing log steps, and the lock released at the end.
   latest = max(steps)
   config = base.override(tiny_config, {"num_steps": latest + 20, "eval_every": 2000})
-  runner.train_and_evaluate(config, workdir, SEEDS, resume=True, progress=False)
+  with caplog.at_level("WARNING", logger="cql_jax.workdir_lock"):
+    runner.train_and_evaluate(config, workdir, SEEDS, resume=True, progress=False)
+  assert any(f"left by process {proc.pid}" in m for m in caplog.messages), caplog.messages
+  assert not (workdir / workdir_lock.LOCK_FILE).exists()
   train_steps = [r["step"] for r in writers.read_jsonl(workdir / writers.METRICS_FILE)
                  if r["kind"] == "train"]
   assert train_steps == list(range(20, latest + 21, 20))
@@ -157,6 +171,52 @@ def test_non_finite_loss_stops_the_run(tiny_config, tmp_path):
   message = str(error.value)
   assert "'critic/loss'" in message and "at step 1 " in message and "seed 0" in message
   assert checkpoints.Checkpointer(tmp_path / "checkpoints", 2).all_steps() == []
+
+
+def test_failing_evaluation_loses_no_checkpoint(full_run, tiny_config, tmp_path, monkeypatch):
+  """Steps 40 and 80 are both checkpoint and evaluation steps; the evaluation at 40 fails."""
+  real = runner.make_evaluator
+
+  def failing_evaluator(*args, **kwargs):
+    real(*args, **kwargs)
+    def evaluate(states, seed):
+      raise RuntimeError("evaluation environment crashed")
+    return evaluate
+
+  monkeypatch.setattr(runner, "make_evaluator", failing_evaluator)
+  with pytest.raises(RuntimeError, match="crashed"):
+    runner.train_and_evaluate(tiny_config, tmp_path, SEEDS, progress=False)
+  assert checkpoints.Checkpointer(tmp_path / "checkpoints", 2).all_steps() == [20, 40]
+  assert not (tmp_path / workdir_lock.LOCK_FILE).exists()
+
+  # The resume evaluates the checkpoint at 40 first, then goes on as if nothing had failed.
+  monkeypatch.setattr(runner, "make_evaluator", real)
+  resumed = runner.train_and_evaluate(tiny_config, tmp_path, SEEDS, resume=True, progress=False)
+  workdir, uninterrupted = full_run
+  assert resumed.results["evals"] == uninterrupted.results["evals"]
+  for a, b in zip(jax.tree.leaves(uninterrupted.state), jax.tree.leaves(resumed.state)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_q_scale_is_reported_against_the_reward_bound(full_run, pendulum_minari_root):
+  """critic/q_bound_ratio = |mean Q on the data| / (max|r| / (1 - gamma)), rewards read by Minari."""
+  import minari
+  del pendulum_minari_root
+  workdir, result = full_run
+  config = json.loads((workdir / runner.CONFIG_FILE).read_text())["config"]
+  rewards = np.concatenate([ep.rewards for ep in minari.load_dataset(
+      config["dataset_id"]).iterate_episodes()])
+  bound = np.max(np.abs(rewards * config["data"]["reward_scale"] + config["data"]["reward_bias"])) / (
+      1 - config["agent"]["gamma"])
+  assert result.results["q_bound"] == pytest.approx(bound)
+  train = [r for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "train"]
+  for r in train:
+    ratio = np.abs(np.asarray(r["critic/q_data"])) / bound
+    # rtol: the training rewards are float32, the recomputation float64.
+    np.testing.assert_allclose(r["critic/q_bound_ratio"], ratio, rtol=1e-6)
+    np.testing.assert_array_equal(r["warnings/q_divergence"], (ratio > 10.0).astype(float))
+  # 80 steps of a healthy run: far inside the bound, so no warning.
+  assert result.results["q_divergence_first_step"] == {}
 
 
 def test_missing_dataset_names_download_command(pendulum_minari_root, tmp_path):
