@@ -139,11 +139,6 @@ def test_kitchen_recipe(variant):
   assert c.dataset_id == f"D4RL/kitchen/{variant}-v2"
 
 
-def _cql_weight(agent_config):
-  # The discrete agent's weight moves to the nested cql.weight; accept either until it lands.
-  return agent_config.cql.weight if "cql" in agent_config else agent_config.cql_weight
-
-
 @pytest.mark.parametrize("game", sorted(atari.GAMES))
 def test_atari_schedule_is_batch_rls_in_agent_steps(game):
   """batch_rl quantile.gin: 200 iterations of 250k agent steps at update period 4, target
@@ -156,11 +151,11 @@ def test_atari_schedule_is_batch_rls_in_agent_steps(game):
     assert c.agent.target_update_period * update_period == 8000
     assert c.batch_size == 32 and c.agent.gamma == 0.99
     assert c.agent.lr == 5e-5 and math.isclose(c.agent.adam_eps, 0.01 / 32)
-    assert c.agent.loss == "qrdqn" and c.agent.num_quantiles == 200
-    assert _cql_weight(c.agent) == weight
+    assert c.agent.loss == "qrdqn" and c.agent.num_quantiles == 200 and c.agent.kappa == 1.0
+    assert c.agent.cql.weight == weight
     assert not c.eval_deterministic and c.agent.epsilon == 0.001
     assert c.atari.max_episode_steps * 4 == 108_000  # frames, at frame-skip 4.
-    assert _cql_weight(atari.get_config(f"{game}-{percent}-qrdqn").agent) == 0.0
+    assert atari.get_config(f"{game}-{percent}-qrdqn").agent.cql.weight == 0.0
 
 
 # ------------------------------------------------------------------------------ end to end
