@@ -26,6 +26,8 @@ from cql_jax.configs import atari
 from cql_jax.configs import base
 from cql_jax.configs import kitchen
 from cql_jax.continuous import losses
+from cql_jax import evaluation
+from cql_jax.data import observations
 from cql_jax.data.errors import DatasetError
 
 gym = pytest.importorskip("gymnasium")
@@ -58,20 +60,31 @@ def test_antmaze_official_reward_transform_is_the_official_centring():
   np.testing.assert_allclose(_transform(config, SPARSE), (SPARSE - 0.5) * 4.0)
 
 
-def test_antmaze_official_threshold_reproduces_the_official_penalty():
-  """The official code's critic penalty α′·(w·gap − threshold) with threshold 5, against this
-  agent's penalty with the config's τ, for random per-critic gaps and α′."""
-  config = antmaze.get_config("large-diverse-official")
-  w, official_threshold = 5.0, 5.0
-  assert config.agent.cql.weight == w
+# The source codes' Lagrangian terms for two critics with gaps g_i and multiplier a:
+#   official (rlkit cql.py):  penalty_i = a·(w·g_i − 5),     dual = −½·Σ_i a·(w·g_i − 5)
+#   CORL (cql.py):            penalty_i = a·w·(g_i − 0.8),   dual = −½·Σ_i a·w·(g_i − 0.8)
+SOURCE_LAGRANGE = {
+    "medium-play": lambda a, w, g: a * w * (g - 0.8),
+    "medium-play-official": lambda a, w, g: a * (w * g - 5.0),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(SOURCE_LAGRANGE))
+def test_antmaze_lagrange_threshold_reproduces_the_source_code(variant):
+  """This agent's penalty and dual loss with the config's w and τ equal the source code's, for
+  random per-critic gaps and multipliers."""
+  config = antmaze.get_config(variant)
+  assert config.agent.cql.lagrange and config.agent.cql.weight == 5.0
+  source = SOURCE_LAGRANGE[variant]
   rng = np.random.default_rng(0)
   for _ in range(5):
     gap = rng.normal(0.0, 3.0, size=2).astype(np.float32)
     alpha_prime = float(rng.uniform(0.1, 3.0))
-    ours, _, _ = losses.cql_penalty(jnp.asarray(gap), config.agent.cql.weight,
-                                    jnp.asarray(alpha_prime), config.agent.cql.target_gap)
-    official = sum(alpha_prime * (w * g - official_threshold) for g in gap)
-    np.testing.assert_allclose(float(ours), official, rtol=1e-5, atol=1e-5)
+    penalty, dual, _ = losses.cql_penalty(jnp.asarray(gap), config.agent.cql.weight,
+                                          jnp.asarray(alpha_prime), config.agent.cql.target_gap)
+    terms = [source(alpha_prime, 5.0, float(g)) for g in gap]
+    np.testing.assert_allclose(float(penalty), sum(terms), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(float(dual), -0.5 * sum(terms), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("variant,max_backup,bc_steps,critic_depth", [
@@ -106,13 +119,13 @@ def test_antmaze_obs_keys_give_the_ant_its_position_and_goal():
     obs, _ = env.reset(seed=3)
     for _ in range(5):
       obs, *_ = env.step(env.action_space.sample())
-    flat = robotics.flatten_observation(obs, keys, batch_ndim=0)
+    flat = observations.flatten_observations(obs, keys, batch_ndim=0)
     qpos, qvel = env.unwrapped.data.qpos, env.unwrapped.data.qvel
     np.testing.assert_allclose(flat[:2], qpos[:2], atol=1e-5)   # x, y
     np.testing.assert_allclose(flat[2:15], qpos[2:15], atol=1e-5)
     np.testing.assert_allclose(flat[15:29], qvel[:14], atol=1e-5)
     np.testing.assert_allclose(flat[29:], env.unwrapped.goal, atol=1e-5)
-    assert flat.shape == (31,) == (robotics.flat_size(env.observation_space, keys),)
+    assert flat.shape == (31,) == (observations.flat_size(env.observation_space, keys),)
   finally:
     env.close()
 
@@ -211,14 +224,21 @@ def _record(dataset_id, env_id, **kwargs):
                                         ref_max_score=1.0, **kwargs)
 
 
-def _check_robotics_run(results, dataset, env_id, keys, obs_dim, seeds=(0,)):
+def _check_robotics_run(results, config, env_id, obs_dim, seeds=(0,)):
+  """Finite scores with a normalised field, and the evaluator's environment (recovered from the
+  dataset's stored spec) hands the agent observations of the size it trained on."""
   final = results["final"]
   assert len(final["eval/normalized_score"]) == len(seeds)
   assert np.all(np.isfinite(final["eval/normalized_score"]))
   assert np.all(np.isfinite(final["eval/return"]))
-  check = robotics.recover_eval_env_spec(dataset)
-  assert check.spec.id == env_id
-  assert robotics.flat_size(check.observation_space, keys) == obs_dim
+  data = runner.load_data(config)
+  assert data.env_spec.id == env_id and data.obs_dim == obs_dim
+  env = evaluation.make_eval_env(data, 2)
+  try:
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (2, obs_dim) and env.single_observation_space.shape == (obs_dim,)
+  finally:
+    env.close()
 
 
 def test_antmaze_umaze_end_to_end(tmp_path, monkeypatch):
@@ -238,7 +258,7 @@ def test_antmaze_umaze_end_to_end(tmp_path, monkeypatch):
                              atol=1e-6)
 
   results = _run_and_resume(config, tmp_path / "run", first_steps=100)
-  _check_robotics_run(results, recorded, "AntMaze_UMaze-v4", antmaze.OBS_KEYS, 31)
+  _check_robotics_run(results, config, "AntMaze_UMaze-v4", 31)
 
 
 @pytest.mark.parametrize("task,env_id,obs_dim", [
@@ -248,11 +268,10 @@ def test_antmaze_umaze_end_to_end(tmp_path, monkeypatch):
 def test_adroit_end_to_end(tmp_path, monkeypatch, task, env_id, obs_dim):
   monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
   dataset_id = f"tiny/{task}/random-v0"
-  recorded = _record(dataset_id, env_id, max_episode_steps=15)
+  _record(dataset_id, env_id, max_episode_steps=15)
   config = _shrink(adroit.get_config(f"{task}-human"), {"dataset_id": dataset_id}, num_steps=200)
-  assert runner.load_data(config).obs_dim == obs_dim
   results = _run_and_resume(config, tmp_path / "run", first_steps=100)
-  _check_robotics_run(results, recorded, env_id, None, obs_dim)
+  _check_robotics_run(results, config, env_id, obs_dim)
 
 
 def _kitchen_stand_in(dataset_id):
@@ -284,10 +303,10 @@ def test_kitchen_end_to_end_or_its_refusal(tmp_path, monkeypatch):
   monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
   dataset_id = "tiny/kitchen/random-v0"
   if robotics.mujoco_enums_compare_with_numpy():
-    recorded = _record(dataset_id, kitchen.ENV_ID, max_episode_steps=20)
+    _record(dataset_id, kitchen.ENV_ID, max_episode_steps=20)
     config = _shrink(kitchen.get_config("partial"), {"dataset_id": dataset_id}, num_steps=200)
     results = _run_and_resume(config, tmp_path / "run", first_steps=100)
-    _check_robotics_run(results, recorded, kitchen.ENV_ID, ("observation",), 59)
+    _check_robotics_run(results, config, kitchen.ENV_ID, 59)
     return
   with pytest.raises(robotics.EnvironmentUnavailable) as err:
     _record(dataset_id, kitchen.ENV_ID, max_episode_steps=20)
