@@ -100,15 +100,26 @@ def _tag(kind: str, name: str) -> str:
   return name if "/" in name else f"{kind}/{name}"
 
 
-class MetricsJsonl:
-  """metrics.jsonl: {"step", "kind", "seeds", <name>: value or [S] list} per write."""
+def _run_names(seeds: Sequence[int], run_names: Optional[Sequence[str]]) -> List[str]:
+  """One name per entry of a metric's [S] axis: run_names (e.g. a sweep's members) or seed_<s>."""
+  return list(run_names) if run_names is not None else [f"seed_{int(s)}" for s in seeds]
 
-  def __init__(self, workdir, seeds: Sequence[int]):
+
+class MetricsJsonl:
+  """metrics.jsonl: {"step", "kind", "seeds", <name>: value or [S] list} per write.
+
+  run_names, when given (a sweep's members, one per entry of the [S] axis), go in as "members".
+  """
+
+  def __init__(self, workdir, seeds: Sequence[int], run_names: Optional[Sequence[str]] = None):
     self.seeds = [int(s) for s in seeds]
+    self.members = None if run_names is None else list(run_names)
     self._lines = JsonlWriter(pathlib.Path(workdir) / METRICS_FILE)
 
   def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
     record = {"step": int(step), "kind": kind, "seeds": self.seeds}
+    if self.members is not None:
+      record["members"] = self.members
     record.update({k: _plain(v) for k, v in metrics.items()})
     self._lines.write(record)
 
@@ -120,27 +131,28 @@ class MetricsJsonl:
 
 
 class TensorBoardWriter:
-  """One event directory per seed (tb/seed_<s>/) plus tb/mean/ for across-seed means.
+  """One event directory per seed (tb/seed_<s>/, or tb/<run name>/) plus tb/mean/.
 
   Per-seed values go to their seed's directory as "<kind>/<name>"; eval metrics and scalars also
   go to tb/mean. purge_step: on resume, TensorBoard hides events at or after this step that the
   interrupted run wrote.
   """
 
-  def __init__(self, workdir, seeds: Sequence[int], purge_step: Optional[int] = None):
+  def __init__(self, workdir, seeds: Sequence[int], purge_step: Optional[int] = None,
+               run_names: Optional[Sequence[str]] = None):
     from tensorboardX import SummaryWriter  # local: heavy import, and optional for readers.
-    self.seeds = [int(s) for s in seeds]
+    self.names = _run_names(seeds, run_names)
     root = pathlib.Path(workdir) / "tb"
     self._tb = {name: SummaryWriter(str(root / name), purge_step=purge_step)
-                for name in [f"seed_{s}" for s in self.seeds] + ["mean"]}
+                for name in self.names + ["mean"]}
 
   def write(self, step: int, kind: str, metrics: Mapping[str, Any]) -> None:
     for name, value in metrics.items():
       value = np.asarray(value, np.float64)
       tag = _tag(kind, name)
       if value.ndim == 1:
-        for seed, v in zip(self.seeds, value):
-          self._tb[f"seed_{seed}"].add_scalar(tag, float(v), step)
+        for name, v in zip(self.names, value):
+          self._tb[name].add_scalar(tag, float(v), step)
         if kind == "eval":
           self._tb["mean"].add_scalar(tag, float(value.mean()), step)
       else:
@@ -170,15 +182,16 @@ def wandb_available() -> bool:
 class WandbWriter:
   """One Weights & Biases run per workdir, offline by default (`wandb sync <workdir>/wandb` later).
 
-  Per-seed values are logged as "seed_<s>/<kind>/<name>" and their mean as "<kind>/<name>", at
-  the gradient step. The run id is kept in <workdir>/wandb/run_id so a resumed run continues the
+  Per-seed values are logged as "seed_<s>/<kind>/<name>" (or "<run name>/...") and their mean
+  as "<kind>/<name>", at the gradient step. The run id is kept in <workdir>/wandb/run_id so a resumed run continues the
   same W&B run. Needs the `wandb` package (the [wandb] extra).
   """
 
   def __init__(self, workdir, seeds: Sequence[int], config: Optional[dict] = None,
-               project: str = "cql_jax", mode: str = "offline", name: Optional[str] = None):
+               project: str = "cql_jax", mode: str = "offline", name: Optional[str] = None,
+               run_names: Optional[Sequence[str]] = None):
     import wandb  # local: optional dependency.
-    self.seeds = [int(s) for s in seeds]
+    self.names = _run_names(seeds, run_names)
     root = pathlib.Path(workdir) / WANDB_DIR
     root.mkdir(parents=True, exist_ok=True)
     id_file = root / _WANDB_ID_FILE
@@ -197,7 +210,7 @@ class WandbWriter:
       value = np.asarray(value, np.float64)
       tag = _tag(kind, name)
       if value.ndim == 1:
-        row.update({f"seed_{s}/{tag}": float(v) for s, v in zip(self.seeds, value)})
+        row.update({f"{n}/{tag}": float(v) for n, v in zip(self.names, value)})
         row[tag] = float(value.mean())
       else:
         row[tag] = float(value)
@@ -239,17 +252,24 @@ class MultiWriter:
 
 def make_writers(workdir, seeds: Sequence[int], *, purge_step: Optional[int] = None,
                  tensorboard: bool = True, wandb: bool = False, wandb_project: str = "cql_jax",
-                 wandb_mode: str = "offline", config: Optional[dict] = None) -> MultiWriter:
-  """metrics.jsonl always; TensorBoard and W&B as asked (W&B needs `wandb` importable)."""
+                 wandb_mode: str = "offline", config: Optional[dict] = None,
+                 run_names: Optional[Sequence[str]] = None) -> MultiWriter:
+  """metrics.jsonl always; TensorBoard and W&B as asked (W&B needs `wandb` importable).
+
+  run_names: a name per entry of the metrics' [S] axis (default seed_<s>), e.g. a sweep's
+  members. A process that must write nothing (a multi-host run's non-primary hosts) uses
+  MultiWriter([]) instead.
+  """
   if wandb and not wandb_available():
     raise ImportError("config.log.wandb=True needs the wandb package: pip install "
                       "'cql_jax[wandb]' (or set --config.log.wandb=False).")
-  out = [MetricsJsonl(workdir, seeds)]
+  out = [MetricsJsonl(workdir, seeds, run_names)]
   try:
     if tensorboard:
-      out.append(TensorBoardWriter(workdir, seeds, purge_step))
+      out.append(TensorBoardWriter(workdir, seeds, purge_step, run_names))
     if wandb:
-      out.append(WandbWriter(workdir, seeds, config, wandb_project, wandb_mode))
+      out.append(WandbWriter(workdir, seeds, config, wandb_project, wandb_mode,
+                             run_names=run_names))
   except BaseException:
     MultiWriter(out).close()
     raise

@@ -138,8 +138,10 @@ def command(env: str, kinds, methods, budget: budget_lib.Budget, workdir) -> str
                         ("actor_lr", 3e-4)):
     if getattr(budget, name) != default:
       flags.append(f"--{name}={getattr(budget, name)}")
+  flags.append("--write_results")
+  lines = [" ".join(flags[i:i + 4]) for i in range(0, len(flags), 4)]
   return ("    PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.compare \\\n"
-          "      " + " ".join(flags) + " --write_results")
+          + " \\\n".join(f"      {line}" for line in lines))
 
 
 def results_body(env: str, kinds, methods, records, behaviour, budget: budget_lib.Budget,

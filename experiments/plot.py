@@ -67,6 +67,14 @@ def curves_by_dataset(groups: Dict[str, Sequence], metric: str = DEFAULT_METRIC
           for d, runs in by_dataset.items()}
 
 
+def _steps_label(x, _=None) -> str:
+  """500 -> "500", 2500 -> "2.5k", 1e6 -> "1M"."""
+  for scale, suffix in ((1e6, "M"), (1e3, "k")):
+    if abs(x) >= scale:
+      return f"{x / scale:g}{suffix}"
+  return f"{x:g}"
+
+
 def plot_curves(groups: Dict[str, Sequence], out_path, metric: str = DEFAULT_METRIC
                 ) -> pathlib.Path:
   """One panel per dataset, each label's mean over seeds with a ±1 std band. Returns the PNG.
@@ -76,6 +84,7 @@ def plot_curves(groups: Dict[str, Sequence], out_path, metric: str = DEFAULT_MET
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  import matplotlib.ticker  # noqa: F401  (matplotlib.ticker.FuncFormatter below)
 
   if not isinstance(groups, dict):
     groups = {"": list(groups)}
@@ -95,7 +104,7 @@ def plot_curves(groups: Dict[str, Sequence], out_path, metric: str = DEFAULT_MET
     ax.set_xlabel("gradient steps", fontsize=8)
     ax.set_ylabel(metric.split("/")[-1].replace("_", " "), fontsize=8)
     ax.tick_params(labelsize=7)
-    ax.ticklabel_format(axis="x", style="sci", scilimits=(0, 3))
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(_steps_label))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="best", frameon=False)
   for ax in list(axes.flat)[len(curves):]:

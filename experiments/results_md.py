@@ -74,8 +74,8 @@ def describe_agent(label: str, agent: Mapping) -> str:
     return f"{label}: the actor trained by the behaviour-cloning loss alone, no critic."
   critics = agent["num_critics"]
   if not is_cql(agent):
-    return (f"{label}: offline SAC (α = 0, no CQL term), the minimum over {critics} critics in "
-            "the backup.")
+    return (f"{label}: SAC with α = 0 (no CQL term), the minimum over {critics} critics in the "
+            "backup.")
   cql = agent["cql"]
   n = cql["num_samples"]
   soft_max = {

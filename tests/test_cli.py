@@ -98,3 +98,15 @@ def test_bad_data_and_a_workdir_that_is_a_file(pendulum_minari_root, tmp_path):
   _one_message(_train(["--config=classic:medium", f"--workdir={afile}"], pendulum_minari_root),
                f"--workdir={afile} is a file")
   assert afile.read_text() == "mine"
+
+
+def test_an_existing_run_prints_the_resume_command(tmp_path):
+  workdir = tmp_path / "run"
+  workdir.mkdir()
+  (workdir / "config.json").write_text("{}")
+  args = ["--config=classic:medium", "--config.num_steps=4000", f"--workdir={workdir}"]
+  proc = _train(args, tmp_path)
+  _one_message(proc, "already holds a run")
+  resume = proc.stderr.split("To continue it:\n", 1)[1].splitlines()[0].strip()
+  assert shlex.split(resume) == ["python", "-m", "experiments.train", *args, "--resume"]
+  assert (workdir / "config.json").read_text() == "{}" and sorted(os.listdir(workdir)) == ["config.json"]

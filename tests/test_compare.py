@@ -54,7 +54,7 @@ def test_compare_runs_through_the_runner_and_resumes(pendulum_minari_root, tmp_p
   # The setup sentences come from the runs' configs: only the methods that ran are described,
   # and the critic's settings are those of the runs (8-unit layers, critic lr 1e-3).
   assert "BC: the actor trained by the behaviour-cloning loss alone" in text
-  assert "offline SAC: offline SAC (α = 0, no CQL term), the minimum over 2 critics" in text
+  assert "offline SAC: SAC with α = 0 (no CQL term), the minimum over 2 critics" in text
   assert "critics 8-8 hidden units, critic lr 0.001" in text and "backup without the entropy" in text
   assert "CQL(ρ)" not in text and "α = 5" not in text and "CQL with" not in text
 

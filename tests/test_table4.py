@@ -55,6 +55,6 @@ def test_table4_trains_through_the_runner_and_reuses_runs(pendulum_minari_root, 
   assert (workdir / "medium" / "cql_h" / writers.METRICS_FILE).read_text() == metrics
 
   body = table4.results_body(["medium"], methods, results, configs, BUDGET, SETTINGS, workdir)
-  assert "Ensemble(2): offline SAC (α = 0, no CQL term), the minimum over 2 critics" in body
+  assert "Ensemble(2): SAC with α = 0 (no CQL term), the minimum over 2 critics" in body
   assert "CQL(H): CQL with α = 5" in body and "backup without the entropy term" in body
   assert "| CQL(H) | " in body and "| Ensemble(2) | " in body

@@ -98,3 +98,11 @@ def test_wandb_requested_but_missing_says_how_to_install(tmp_path, monkeypatch):
   with pytest.raises(ImportError, match=r"cql_jax\[wandb\]"):
     writers.make_writers(tmp_path, SEEDS, wandb=True)
   assert not (tmp_path / writers.METRICS_FILE).exists()
+
+
+def test_run_names_name_the_tensorboard_runs_and_go_into_the_jsonl(tmp_path):
+  names = ["cql.weight=1,seed_3", "cql.weight=5,seed_3"]
+  _write_all(writers.make_writers(tmp_path, (3,), run_names=names))
+  assert sorted(p.name for p in (tmp_path / "tb").iterdir()) == sorted(names + ["mean"])
+  record = writers.read_jsonl(tmp_path / writers.METRICS_FILE)[0]
+  assert record["members"] == names and record["seeds"] == [3]
