@@ -1,19 +1,28 @@
-"""Discrete CQL on the DQN-replay Atari data (REFERENCE.md section 2; paper section 6.2).
+"""Discrete CQL on the DQN-replay Atari data (paper Section 6, "Offline RL on Atari games").
 
 Argument "<game>-<percent>[-<algo>]":
   game:    pong | breakout | qbert | seaquest | asterix (the paper's five games).
   percent: 1  -> uniform_1pct  (1% of each of the 50 checkpoints, 500k transitions),
            10 -> uniform_10pct (10% of each, 5M),
-           20 -> first_20pct   (checkpoints 0-9 in full, the first 10M transitions).
+           20 -> first_20pct   (checkpoints 0-9 in full, the first 10M transitions; Figure 1).
   algo:    cql (default: QR-DQN + CQL(H)), qrdqn or rem (batch_rl baselines, weight 0), dqn.
 e.g. --config=cql_jax/configs/atari.py:pong-1 or atari.py:breakout-10-qrdqn.
 
-Hyperparameters are batch_rl's fixed-replay QR-DQN ones (quantile*.gin): Adam 5e-5, eps 0.01/32,
-batch 32, gamma 0.99, 1-step targets, target network every 2000 gradient steps (8000 agent steps
-at update period 4), 200 iterations x 62.5k gradient steps, evaluation with epsilon 0.001.
-CQL weight: the official README's 4.0 for 1% data and 1.0 for 10%; we also use 1.0 for the
-first-20% setting (more, and less diverse, data than 10%). Rewards are clipped to [-1, 1] when
-sampled, as Dopamine does.
+Sources. The paper builds CQL on QR-DQN (Section 4) and follows Agarwal et al.'s protocol on
+their DQN-replay data. The official code (aviralkumar2907/CQL atari/, on google-research/batch_rl)
+adds the penalty w·mean(logsumexp_a Q(s, a) − Q(s, a_D)), Q the quantile mean, to batch_rl's
+QR-DQN loss (atari/batch_rl/multi_head/quantile_agent.py); its README sets minq_weight 4.0 for
+1% data and 1.0 for 10%. We use 1.0 for the first-20% setting too (more data than 10%; the paper
+does not give its value). Everything else is batch_rl's fixed-replay QR-DQN
+(batch_rl/fixed_replay/configs/quantile.gin): 200 quantiles, Huber κ = 1, Nature CNN on 84x84x4
+frames, Adam lr 5e-5 and eps 0.01/32, batch 32, γ 0.99, 1-step targets, update period 4, target
+network every 8000 agent steps (2000 gradient steps), 200 iterations of 250k agent steps (62.5k
+gradient steps each, 12.5M in all; the official README's example command runs 1000), evaluation
+with ε = 0.001, sticky actions 0.25, episodes capped at 27k agent steps (108k frames). Rewards
+are clipped to [-1, 1] when sampled, as Dopamine does. batch_rl evaluates 125k agent steps per
+iteration; we run eval_episodes whole episodes instead.
+The data are DQN-replay's own files (gs://atari-replay-datasets/dqn/<Game>/<run>/replay_logs),
+read as Dopamine reads them (cql_jax.data.dopamine_replay), so there is no D4RL/Minari gap here.
 """
 from __future__ import annotations
 
