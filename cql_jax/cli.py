@@ -25,6 +25,7 @@ from absl import logging
 from ml_collections import config_flags
 
 from cql_jax import workdir_lock
+from cql_jax.envs import robotics
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -43,7 +44,7 @@ _CONFIG_PREFIX = "cql_jax/configs/"
 # Errors whose message tells the user what to change; anything else is a bug and keeps its
 # traceback.
 USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError, ImportError,
-               workdir_lock.WorkdirLockedError)
+               workdir_lock.WorkdirLockedError, robotics.EnvironmentUnavailable)
 # While parsing flags, a TypeError is ml_collections refusing a value of the wrong type.
 # ml_collections reports an unknown nested key as an AttributeError.
 _PARSE_ERRORS = (*USER_ERRORS, TypeError, AttributeError, flags.Error)
@@ -193,6 +194,8 @@ def main(argv):
       raise
     fail(error, sys.argv)
   logging.info("final: %s", result.results["final_mean"])
+  from cql_jax import scores  # pylint: disable=import-outside-toplevel
+  print(scores.comparison_text(result.results["final_mean"], result.results["dataset_score"]))
 
 
 def run():

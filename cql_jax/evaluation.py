@@ -72,6 +72,10 @@ def _build(make: Callable[[], Any], name: str, dataset_id: Optional[str] = None)
   except DatasetError:
     raise
   except Exception as err:  # pylint: disable=broad-except
+    from cql_jax.envs import robotics  # pylint: disable=import-outside-toplevel
+    known = robotics.diagnose_build_failure(f"environment {name}{whose}", err)
+    if robotics.LAST_GOOD_MUJOCO in str(known):  # a known cause with a known fix: say that one.
+      raise DatasetError(str(known)) from err
     detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     raise DatasetError(
         f"environment {name}{whose} cannot be built here ({detail}). Install the packages it "

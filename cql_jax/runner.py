@@ -30,6 +30,7 @@ import numpy as np
 from cql_jax import agents
 from cql_jax import checkpoints
 from cql_jax import evaluation
+from cql_jax import scores
 from cql_jax import train
 from cql_jax import workdir_lock
 from cql_jax import writers
@@ -237,6 +238,8 @@ class Setup(NamedTuple):
   # max |reward| the agent trains on (after any transform or clipping), for the Q-scale check;
   # None when unknown.
   max_abs_reward: Optional[float] = None
+  # scores.dataset_score of the training data ({} when it records no episodes).
+  data_score: Optional[Dict[str, float]] = None
 
 
 def _atari_setup(config, num_seeds: int) -> Setup:
@@ -278,7 +281,7 @@ def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<wor
   evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
                             config.eval_deterministic)
   return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate,
-               float(np.max(np.abs(dataset.transitions.reward))))
+               float(np.max(np.abs(dataset.transitions.reward))), scores.dataset_score(dataset))
 
 
 def _config_json(config) -> dict:
@@ -441,11 +444,11 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
 
   def run_evaluation(step):
     t0 = time.time()
-    scores = evaluate(state, config.eval_seed)
-    writer.write(step, "eval", {**scores, "seconds": time.time() - t0})
-    history.append({"step": step, **{n: v.tolist() for n, v in scores.items()}})
-    key = "eval/normalized_score" if "eval/normalized_score" in scores else "eval/return"
-    bar.set_postfix({key.split("/")[1]: f"{scores[key].mean():.1f}"})
+    eval_scores = evaluate(state, config.eval_seed)
+    writer.write(step, "eval", {**eval_scores, "seconds": time.time() - t0})
+    history.append({"step": step, **{n: v.tolist() for n, v in eval_scores.items()}})
+    key = "eval/normalized_score" if "eval/normalized_score" in eval_scores else "eval/return"
+    bar.set_postfix({key.split("/")[1]: f"{eval_scores[key].mean():.1f}"})
 
   started = time.time()
   warned = set()
@@ -495,6 +498,7 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
       "dataset_id": setup.name, "config_arg": config.get("config_arg"), "seeds": seeds,
       "num_steps": config.num_steps, "final": final,
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
+      "dataset_score": setup.data_score or {},
       "evals": history, "wall_seconds_this_session": time.time() - started, "q_bound": bound,
       **_summary_from_log(writers.read_jsonl(workdir / writers.METRICS_FILE), k, q_factor),
   }

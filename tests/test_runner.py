@@ -238,3 +238,18 @@ def test_plot_writes_pngs(full_run, tmp_path):
   assert summary["cql"]["matrix_shape"] == [2, 2]
   lo, hi = summary["cql"]["IQM"]["ci95"]
   assert lo <= summary["cql"]["IQM"]["point"] <= hi
+
+
+def test_results_set_the_datasets_own_score_beside_the_policys(full_run, tiny_config):
+  """The dataset's normalized score is recomputed here from its raw episodes, by hand."""
+  import minari  # pylint: disable=import-outside-toplevel
+  _, result = full_run
+  data = minari.load_dataset(tiny_config.dataset_id)
+  returns = np.array([float(np.sum(ep.rewards)) for ep in data.iterate_episodes()])
+  meta = data.storage.metadata
+  lo, hi = float(meta["ref_min_score"]), float(meta["ref_max_score"])
+  got = result.results["dataset_score"]
+  assert got["dataset/episodes"] == len(returns)
+  np.testing.assert_allclose(got["dataset/return"], returns.mean(), rtol=1e-6)
+  np.testing.assert_allclose(got["dataset/normalized_score"],
+                             100 * (returns.mean() - lo) / (hi - lo), rtol=1e-6)

@@ -81,7 +81,8 @@ def register_robotics_envs() -> None:
   gym.register_envs(robotics)
 
 
-def _diagnose(what: str, err: BaseException) -> EnvironmentUnavailable:
+def diagnose_build_failure(what: str, err: BaseException) -> EnvironmentUnavailable:
+  """The error to raise when `what` failed to build with `err`: names a known cause and its fix."""
   versions = installed_versions()
   trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
   if (isinstance(err, AssertionError) and "mujoco_utils" in trace
@@ -112,13 +113,13 @@ def _probe(make, what: str) -> EnvCheck:
   except EnvironmentUnavailable:
     raise
   except Exception as err:  # pylint: disable=broad-except
-    raise _diagnose(what, err) from err
+    raise diagnose_build_failure(what, err) from err
   try:
     env.reset(seed=0)
     env.step(env.action_space.sample())
     return EnvCheck(env.spec, env.observation_space, env.action_space)
   except Exception as err:  # pylint: disable=broad-except
-    raise _diagnose(what, err) from err
+    raise diagnose_build_failure(what, err) from err
   finally:
     env.close()
 
