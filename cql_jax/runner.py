@@ -5,8 +5,12 @@ train.chunk_key(loop key, i). Nothing random is carried between chunks, so a run
 the checkpoint after chunk i replays chunks i+1... exactly, and seed s gets the same keys whether
 it runs alone or inside a sweep.
 
-Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ and tb/mean/ (TensorBoard),
-checkpoints/<step>/ (orbax), results.json (written at the end).
+Members: the loop trains *members*, each a (hyperparameter setting, seed) pair of a sweep
+(cql_jax.sweep); without a sweep the members are the seeds. They run in one vmapped program,
+on one device or split over a Mesh of every device (config.layout, cql_jax.parallel).
+
+Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ (a sweep: tb/<member name>/) and
+tb/mean/ (TensorBoard), checkpoints/<step>/ (orbax), results.json (written at the end).
 """
 from __future__ import annotations
 
@@ -24,7 +28,8 @@ import numpy as np
 
 from cql_jax import agents
 from cql_jax import checkpoints
-from cql_jax import evaluation
+from cql_jax import parallel
+from cql_jax import sweep
 from cql_jax import train
 from cql_jax import writers
 from cql_jax.makers import cartpole
@@ -39,7 +44,7 @@ _log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 # Keys that may change when a run is resumed: training longer is a legitimate continuation.
-_RESUMABLE_CHANGES = ("num_steps",)
+_RESUMABLE_CHANGES = ("num_steps", "layout")
 
 
 class NonFiniteMetricError(FloatingPointError):
@@ -129,11 +134,12 @@ def load_data(config, download: bool = False, workdir: str = "<workdir>") -> Off
 # ---------------------------------------------------------------------------
 
 
-def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequence[int],
+def check_finite(metrics: Dict[str, np.ndarray], first_step: int, members: Sequence[str],
                  last_checkpoint: Optional[int]) -> None:
   """Raises NonFiniteMetricError naming the earliest NaN/inf metric of a chunk.
 
-  metrics: name -> [S, T] values of one chunk; first_step: steps done before the chunk.
+  metrics: name -> [M, T] values of one chunk; first_step: steps done before the chunk;
+  members: a label per member for the message, e.g. "seed 0" or "cql.weight=5, seed 0".
   Among metrics that break at the same step, a loss is named first.
   """
   bad = []
@@ -152,39 +158,9 @@ def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequenc
             else "no checkpoint was written yet")
   raise NonFiniteMetricError(
       f"Training diverged: metric '{name}' is {value} at step {first_step + t + 1} "
-      f"(seed {seeds[s]}). Also non-finite in this chunk: {others or 'nothing else'}. The broken "
+      f"({members[s]}). Also non-finite in this chunk: {others or 'nothing else'}. The broken "
       f"state was not checkpointed ({resume}). Check the reward scale (config.data.reward_scale), "
       "lower the learning rates (config.agent.*_lr) or raise config.agent.cql.weight.")
-
-
-def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
-                   gamma: float, deterministic: bool = True, make_env=None):
-  """evaluate(states [S, ...], seed) -> {"eval/return": [S], "eval/normalized_score": [S], ...}.
-
-  All S·num_episodes episodes run in one vector env and one vmapped act call per env step;
-  seed slot k owns env slots [k·num_episodes, (k+1)·num_episodes). make_env(num_envs), when
-  given, builds that vector env instead of the dataset's Gymnasium id (e.g. Atari).
-  """
-  if dataset.env_id is None and make_env is None:
-    raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
-  act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
-                         in_axes=(0, 0, None)))
-
-  def run(states, seed: int) -> Dict[str, np.ndarray]:
-    def policy(obs, key):
-      obs = obs.reshape(num_seeds, num_episodes, *obs.shape[1:])
-      action = np.asarray(act(states, obs, key))
-      return action.reshape(num_seeds * num_episodes, *action.shape[2:])
-    result = evaluation.evaluate(
-        policy, dataset.env_id, num_episodes=num_seeds * num_episodes, seed=seed, gamma=gamma,
-        env_kwargs=dataset.env_kwargs, ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score,
-        make_env=make_env)
-    per_seed = lambda x: np.asarray(x, np.float64).reshape(num_seeds, num_episodes).mean(axis=1)
-    out = {"eval/return": per_seed(result.returns), "eval/length": per_seed(result.lengths)}
-    if result.normalized is not None:
-      out["eval/normalized_score"] = per_seed(result.normalized)
-    return out
-  return run
 
 
 class Setup(NamedTuple):
@@ -214,7 +190,7 @@ def _atari_setup(config, num_seeds: int) -> Setup:
   # Episode scores are reported raw: Atari has no D4RL reference scores.
   info = OfflineDataset(None, config.dataset_id, None, {}, None, None, np.zeros(0),
                         np.zeros((0,)), discrete=True, num_actions=num_actions)
-  evaluate = make_evaluator(
+  evaluate = sweep.make_member_evaluator(
       agent, info, num_seeds, config.eval_episodes, config.agent.gamma, config.eval_deterministic,
       make_env=lambda n: atari_envs.make_atari_vector_env(
           a.game, n, config.eval_seed, max_episode_steps=a.max_episode_steps))
@@ -228,8 +204,8 @@ def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<wor
     return _atari_setup(config, num_seeds)
   dataset = load_data(config, download, workdir)
   agent = agents.make_agent(config.agent, dataset)
-  evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
-                            config.eval_deterministic)
+  evaluate = sweep.make_member_evaluator(agent, dataset, num_seeds, config.eval_episodes,
+                                         config.agent.gamma, config.eval_deterministic)
   return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate)
 
 
@@ -249,10 +225,11 @@ def _diff(saved: dict, new: dict, prefix: str = "") -> list:
   return out
 
 
-def _prepare_workdir(workdir: pathlib.Path, config, seeds, resume: bool) -> None:
-  """Writes config.json, or on resume checks that the run's config and seeds still match."""
+def _prepare_workdir(workdir: pathlib.Path, config, seeds, resume: bool,
+                     sweep_json: Optional[dict] = None) -> None:
+  """Writes config.json, or on resume checks that the run's config, seeds and sweep still match."""
   saved_path = workdir / CONFIG_FILE
-  new = {"config": _config_json(config), "seeds": list(seeds)}
+  new = {"config": _config_json(config), "seeds": list(seeds), "sweep": sweep_json}
   if saved_path.exists():
     if not resume:
       raise FileExistsError(
@@ -262,6 +239,11 @@ def _prepare_workdir(workdir: pathlib.Path, config, seeds, resume: bool) -> None
     if saved["seeds"] != new["seeds"]:
       raise ValueError(f"--seeds={','.join(map(str, seeds))} differs from the run's seeds "
                        f"{saved['seeds']} in {workdir}; resume with the same seeds.")
+    difference = sweep.resume_difference(saved.get("sweep"), sweep_json)
+    if difference:
+      raise sweep.SweepError(f"cannot resume {workdir} with a different sweep: {difference}. "
+                             "Resume with the same --sweep/--sweep_zip flags, or choose a new "
+                             "--workdir.")
     changes = [d for d in _diff(saved["config"], new["config"])
                if d.split(":")[0] not in _RESUMABLE_CHANGES]
     if changes:
@@ -286,8 +268,9 @@ def _check_schedule(config) -> None:
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequence[int] = (0,),
                        resume: bool = False, *, download: bool = False,
-                       progress: bool = True) -> RunResult:
-  """Trains len(seeds) seeds of `config` together and writes everything under `workdir`.
+                       progress: bool = True, grid: Optional[sweep.Grid] = None,
+                       memory_limit_bytes: Optional[int] = None) -> RunResult:
+  """Trains every member (seed, or sweep setting × seed) of `config` together under `workdir`.
 
   Args:
     config: a domain config (cql_jax/configs/<domain>.py).
@@ -296,25 +279,46 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     resume: continue from the latest checkpoint in `workdir` (or start if there is none).
     download: let Minari download missing datasets.
     progress: show a tqdm bar with steps/s and the latest mean evaluation score.
+    grid: a sweep (cql_jax.sweep.Grid); its settings × seeds are the members. None: the seeds.
+    memory_limit_bytes: device memory the sweep must fit in (default: the device's own).
 
   Returns:
-    RunResult with the final state (stacked on [S]) and the results.json contents.
+    RunResult with the final state (stacked on [M] members) and the results.json contents.
   """
   seeds = [int(s) for s in seeds]
   if not seeds or len(set(seeds)) != len(seeds):
     raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
-  _prepare_workdir(workdir, config, seeds, resume)
-  setup = prepare(config, len(seeds), download, str(workdir))
+  # --- members and layout: everything is checked before the workdir is written or anything
+  # compiles (cql_jax.sweep, cql_jax.parallel).
+  plan = sweep.plan(config, grid, seeds)
+  members, num_members, k = plan.members, plan.num_members, config.steps_per_chunk
+  layout = parallel.choose_layout(config.get("layout", "auto"), num_members, config.batch_size)
+  setup = prepare(plan.program_config(config), num_members, download, str(workdir))
   agent, data, evaluate = setup.agent, setup.data, setup.evaluate
-  num_seeds, k = len(seeds), config.steps_per_chunk
+  sweep.check_memory(
+      sweep.estimate_memory(agent, data, config.batch_size, k, setup.sample, plan.hparams()),
+      num_members, *(layout or (1, 1)), limit_bytes=memory_limit_bytes)
+  primary = jax.process_index() == 0  # one process writes files; orbax coordinates its own.
+  if primary:
+    _prepare_workdir(workdir, config, seeds, resume, plan.to_json())
   num_chunks = config.num_steps // k
 
-  init_keys, loop_keys = train.seed_keys(seeds)
-  state = jax.jit(jax.vmap(agent.init))(init_keys)
-  chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_seeds, sample=setup.sample)
-  chunk_keys = jax.jit(train.chunk_keys)
+  state, loop_keys = sweep.init_members(agent, plan)
+  if layout is None:
+    chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_members,
+                                sample=setup.sample)
+    chunk_keys = jax.jit(train.chunk_keys)
+  else:
+    mesh = parallel.layout_mesh(layout)
+    state, data = parallel.shard_members(state, mesh), parallel.replicate(data, mesh)
+    chunk = parallel.compile_data_parallel_chunk(agent, config.batch_size, k, mesh, num_members,
+                                                 setup.sample)
+    chunk_keys = lambda keys, i: parallel.shard_members(train.chunk_keys(keys, i), mesh)
+  names = [m.name for m in members] if plan.grid is not None else None
+  labels = [m.label for m in members]
+  # --- end of members and layout.
 
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   start_chunk = 0
@@ -323,8 +327,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     start_chunk = int(meta["next_chunk"])
     _log.info("resumed %s at step %d", workdir, start_chunk * k)
   last_checkpoint = start_chunk * k if start_chunk else None
-  writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
-  writer = writers.MetricWriter(workdir, seeds, purge_step=start_chunk * k + 1 if resume else None)
+  if primary:
+    writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
+  writer = (writers.MetricWriter(workdir, [m.seed for m in members], run_names=names,
+                                 purge_step=start_chunk * k + 1 if resume else None)
+            if primary else writers.NullWriter())
   history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
              for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
 
@@ -337,8 +344,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
       t0 = time.time()
       keys = chunk_keys(loop_keys, index)
       state, metrics = chunk(state, data, keys)
-      metrics = jax.device_get(metrics)  # name -> [S, k]
-      check_finite(metrics, index * k, seeds, last_checkpoint)
+      metrics = jax.device_get(metrics)  # name -> [M, k]
+      check_finite(metrics, index * k, labels, last_checkpoint)
       step = (index + 1) * k
       seconds = time.time() - t0
       writer.write(step, "train", {n: v.mean(axis=-1) for n, v in metrics.items()},
@@ -352,7 +359,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
         bar.set_postfix({key.split("/")[1]: f"{scores[key].mean():.1f}"})
       if step % config.checkpoint_every == 0 or step == config.num_steps:
         writer.flush()
-        ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds})
+        ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds,
+                                "members": names})
         last_checkpoint = step
   finally:
     bar.close()
@@ -366,5 +374,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
       "evals": history, "wall_seconds_this_session": time.time() - started,
   }
-  writers.atomic_write_json(workdir / RESULTS_FILE, results)
+  if plan.grid is not None:
+    results["members"] = [{"name": m.name, "seed": m.seed, "setting": dict(m.setting)}
+                          for m in members]
+    results["sweep"] = sweep.summary(plan, final) if final else []
+  if primary:
+    writers.atomic_write_json(workdir / RESULTS_FILE, results)
   return RunResult(state=state, results=results)

@@ -82,36 +82,43 @@ class JsonlWriter:
 
 
 class MetricWriter:
-  """Per-seed metrics to jsonl and TensorBoard (one event directory per seed, plus `mean`).
+  """Per-member metrics to jsonl and TensorBoard (one event directory per member, plus `mean`).
 
-  write(step, kind, metrics): metrics map names to scalars or per-seed arrays [S]. The jsonl
-  record is {"step", "kind", "seeds", <name>: value-or-[S] list}; TensorBoard gets
-  "<kind>/<name>" per seed, and the across-seed mean under tb/mean for eval metrics.
+  write(step, kind, metrics): metrics map names to scalars or per-member arrays [M]. The jsonl
+  record is {"step", "kind", "seeds", <name>: value-or-[M] list}, plus "members" (the run
+  names) for a sweep; TensorBoard gets "<kind>/<name>" per member, and the across-member mean
+  under tb/mean for eval metrics.
+  run_names: a sweep's member names (e.g. "cql.weight=5,seed_0"), which name the TensorBoard
+    runs; default seed_<s> per seed.
   purge_step: on resume, TensorBoard hides events at or after this step from the killed run.
   """
 
   def __init__(self, workdir, seeds: Sequence[int], purge_step: Optional[int] = None,
-               tensorboard: bool = True):
+               tensorboard: bool = True, run_names: Optional[Sequence[str]] = None):
     from tensorboardX import SummaryWriter  # local: heavy import, and optional for readers.
     workdir = pathlib.Path(workdir)
     self.seeds = [int(s) for s in seeds]
+    self.members = None if run_names is None else list(run_names)
+    self._names = self.members or [f"seed_{s}" for s in self.seeds]
     self.jsonl = JsonlWriter(workdir / METRICS_FILE)
     self._tb = {}
     if tensorboard:
-      for name in [f"seed_{s}" for s in self.seeds] + ["mean"]:
+      for name in self._names + ["mean"]:
         self._tb[name] = SummaryWriter(str(workdir / "tb" / name), purge_step=purge_step)
 
   def write(self, step: int, kind: str, metrics: Dict[str, Any], **extra) -> None:
     record = {"step": int(step), "kind": kind, "seeds": self.seeds, **extra}
+    if self.members is not None:
+      record["members"] = self.members
     record.update({k: _plain(v) for k, v in metrics.items()})
     self.jsonl.write(record)
     for name, value in metrics.items():
       value = np.asarray(value, np.float64)
       tag = name if "/" in name else f"{kind}/{name}"
       if value.ndim == 1:
-        for seed, v in zip(self.seeds, value):
-          if f"seed_{seed}" in self._tb:
-            self._tb[f"seed_{seed}"].add_scalar(tag, float(v), step)
+        for run, v in zip(self._names, value):
+          if run in self._tb:
+            self._tb[run].add_scalar(tag, float(v), step)
         if kind == "eval" and "mean" in self._tb:
           self._tb["mean"].add_scalar(tag, float(value.mean()), step)
       elif "mean" in self._tb:
@@ -125,3 +132,16 @@ class MetricWriter:
     self.jsonl.close()
     for w in self._tb.values():
       w.close()
+
+
+class NullWriter:
+  """MetricWriter's interface, writing nothing: the non-primary processes of a multi-host run."""
+
+  def write(self, step: int, kind: str, metrics: Dict[str, Any], **extra) -> None:
+    del step, kind, metrics, extra
+
+  def flush(self) -> None:
+    pass
+
+  def close(self) -> None:
+    pass

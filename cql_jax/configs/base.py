@@ -42,6 +42,9 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval_seed = 1_000_000        # env reset seed of evaluation (kept apart from training seeds).
   c.checkpoint_every = 50_000    # gradient steps; a multiple of steps_per_chunk.
   c.keep_checkpoints = 3         # last N checkpoints kept.
+  # Devices: "auto" (every device; members split over as many as divide their number, each
+  # batch over the rest), "single" (one device) or "MxD" (cql_jax.parallel.choose_layout).
+  c.layout = "auto"
   return c
 
 
