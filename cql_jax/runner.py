@@ -28,7 +28,6 @@ import numpy as np
 
 from cql_jax import agents
 from cql_jax import checkpoints
-from cql_jax import parallel
 from cql_jax import sweep
 from cql_jax import train
 from cql_jax import writers
@@ -290,35 +289,23 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     raise ValueError(f"seeds must be distinct and non-empty, got {seeds}.")
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
-  # --- members and layout: everything is checked before the workdir is written or anything
-  # compiles (cql_jax.sweep, cql_jax.parallel).
+  # [members] A sweep's settings × seeds (or the seeds), checked with their device layout and
+  # memory before the workdir is written or anything compiles.
   plan = sweep.plan(config, grid, seeds)
-  members, num_members, k = plan.members, plan.num_members, config.steps_per_chunk
-  layout = parallel.choose_layout(config.get("layout", "auto"), num_members, config.batch_size)
-  setup = prepare(plan.program_config(config), num_members, download, str(workdir))
-  agent, data, evaluate = setup.agent, setup.data, setup.evaluate
-  sweep.check_memory(
-      sweep.estimate_memory(agent, data, config.batch_size, k, setup.sample, plan.hparams()),
-      num_members, *(layout or (1, 1)), limit_bytes=memory_limit_bytes)
+  members, k = plan.members, config.steps_per_chunk
+  setup = prepare(plan.program_config(config), plan.num_members, download, str(workdir))
+  layout = sweep.check_program(config, plan, setup.agent, setup.data, setup.sample,
+                               memory_limit_bytes)
   primary = jax.process_index() == 0  # one process writes files; orbax coordinates its own.
   if primary:
     _prepare_workdir(workdir, config, seeds, resume, plan.to_json())
-  num_chunks = config.num_steps // k
-
-  state, loop_keys = sweep.init_members(agent, plan)
-  if layout is None:
-    chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_members,
-                                sample=setup.sample)
-    chunk_keys = jax.jit(train.chunk_keys)
-  else:
-    mesh = parallel.layout_mesh(layout)
-    state, data = parallel.shard_members(state, mesh), parallel.replicate(data, mesh)
-    chunk = parallel.compile_data_parallel_chunk(agent, config.batch_size, k, mesh, num_members,
-                                                 setup.sample)
-    chunk_keys = lambda keys, i: parallel.shard_members(train.chunk_keys(keys, i), mesh)
+  program = sweep.build_program(config, plan, setup.agent, setup.data, setup.sample, layout)
+  state, loop_keys, data, chunk, chunk_keys = program
+  agent, evaluate = setup.agent, setup.evaluate
   names = [m.name for m in members] if plan.grid is not None else None
   labels = [m.label for m in members]
-  # --- end of members and layout.
+  num_chunks = config.num_steps // k
+  # [end members]
 
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   start_chunk = 0

@@ -459,6 +459,53 @@ def check_memory(estimate: MemoryEstimate, num_members: int, member_shards: int 
 
 
 # ---------------------------------------------------------------------------
+# The program: members placed on the devices, one compiled chunk.
+# ---------------------------------------------------------------------------
+
+
+def check_program(config: ml_collections.ConfigDict, plan_: Plan, agent: Agent, data,
+                  sample: Optional[Callable] = None, memory_limit_bytes: Optional[int] = None):
+  """The device layout for the members (None: one device), once they are known to fit.
+
+  Shapes only: nothing compiles. Raises SweepError (memory) or ValueError (layout).
+  """
+  from cql_jax import parallel
+  layout = parallel.choose_layout(config.get("layout", "auto"), plan_.num_members,
+                                  config.batch_size)
+  estimate = estimate_memory(agent, data, config.batch_size, config.steps_per_chunk, sample,
+                             plan_.hparams())
+  check_memory(estimate, plan_.num_members, *(layout or (1, 1)), limit_bytes=memory_limit_bytes)
+  return layout
+
+
+class Program(NamedTuple):
+  """What the training loop runs. state: [M] members (sharded over the mesh, if any); data:
+  the dataset placed for the chunk; chunk(state, data, keys) -> (state, metrics [M, K]);
+  chunk_keys(loop_keys, i) -> the [M] keys of chunk i, placed for the chunk."""
+  state: Any
+  loop_keys: Any
+  data: Any
+  chunk: Callable
+  chunk_keys: Callable
+
+
+def build_program(config: ml_collections.ConfigDict, plan_: Plan, agent: Agent, data,
+                  sample: Optional[Callable], layout) -> Program:
+  """Initialises the members and compiles-on-first-call their chunk, on `layout`'s devices."""
+  from cql_jax import parallel
+  state, loop_keys = init_members(agent, plan_)
+  k, m = config.steps_per_chunk, plan_.num_members
+  if layout is None:
+    chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=m, sample=sample)
+    return Program(state, loop_keys, data, chunk, jax.jit(train.chunk_keys))
+  mesh = parallel.layout_mesh(layout)
+  chunk = parallel.compile_data_parallel_chunk(agent, config.batch_size, k, mesh, m, sample)
+  keys = lambda loop, i: parallel.shard_members(train.chunk_keys(loop, i), mesh)
+  return Program(parallel.shard_members(state, mesh), loop_keys, parallel.replicate(data, mesh),
+                 chunk, keys)
+
+
+# ---------------------------------------------------------------------------
 # Evaluation of every member at once.
 # ---------------------------------------------------------------------------
 
