@@ -580,12 +580,13 @@ def format_table(rows: Sequence[dict]) -> str:
   if not rows:
     return ""
   keys = list(rows[0]["setting"])
-  metric = rows[0]["metric"].split("/")[-1]
+  metric = rows[0].get("metric", "score").split("/")[-1]
+  cell = lambda v: f"{v:g}" if isinstance(v, (int, float)) and not isinstance(v, bool) else str(v)
   head = "| " + " | ".join(keys + [f"{metric} mean ± std", "IQM", "seeds"]) + " |"
   lines = [head, "|" + "---|" * (len(keys) + 3)]
   for r in rows:
-    cells = [f"{r['setting'][k]:g}" for k in keys]
-    cells += [f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['iqm']:.1f}", str(len(r["seeds"]))]
+    cells = [cell(r["setting"][k]) for k in keys]
+    cells += [f"{r['mean']:.1f} ± {r['std']:.1f}", f"{r['iqm']:.1f}", str(len(r["scores"]))]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
