@@ -414,7 +414,9 @@ def estimate_memory(agent: Agent, data, batch_size: int, steps_per_chunk: int,
   one = None if hparams is None else {k: np.asarray(v)[0] for k, v in hparams.items()}
   state = jax.eval_shape(agent.init if one is None else functools.partial(agent.init, hparams=one),
                          key)
-  step = lambda s, d, k: agent.update(s, sample(d, k), k)
+  def step(s, d, k):
+    batch_key, update_key = jax.random.split(k)
+    return agent.update(s, sample(d, batch_key), update_key)
   closed = jax.make_jaxpr(step)(state, data, key)
   metrics = jax.eval_shape(step, state, data, key)[1]
   tree_bytes = lambda t: sum(_nbytes(x) for x in jax.tree.leaves(t))
