@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple, Optional
+from typing import Any, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -74,13 +74,21 @@ class OfflineDataset:
 class Agent(NamedTuple):
   """What every agent (continuous CQL/SAC/BC, discrete CQL/DQN/QR-DQN/REM) exposes.
 
-  init(key) -> state: a fresh immutable train state (a pytree).
+  init(key, hparams=None) -> state: a fresh immutable train state (a pytree). hparams is an
+    optional mapping {dotted agent-config key: scalar}, e.g. {"cql.weight": 5.0,
+    "critic_lr": 3e-4}, overriding the config for the keys in `sweepable`; missing keys take the
+    config's values. `jax.vmap(agent.init)(keys, {"cql.weight": jnp.array([1., 5.])})` builds
+    stacked members that one compiled `update` trains together.
   update(state, batch, key) -> (state, metrics): one gradient step; `batch` is a Transition
     with leading axis B; `metrics` is a flat dict of scalar arrays keyed like "critic/loss".
   act(state, obs, key, deterministic) -> action: obs [B, *obs_shape] -> action [B, A] in the
     environment's units for continuous agents, or [B] int32 for discrete agents.
-  All three are pure and jit-able; the training loop scans `update` and vmaps over seeds.
+  sweepable: the dotted keys `init` accepts; each lives in the state as an array (state.hparams,
+    or the optax.inject_hyperparams state for learning rates). Structural choices (sizes, number
+    of critics, variant, whether the penalty is compiled in) are not sweepable.
+  init, update and act are pure and jit-able; the training loop scans `update` and vmaps seeds.
   """
   init: Any
   update: Any
   act: Any
+  sweepable: Tuple[str, ...] = ()

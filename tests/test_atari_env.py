@@ -66,7 +66,7 @@ def test_cnn_agent_runs_a_scanned_chunk_on_stacked_replay(tmp_path):
 def test_evaluate_atari_agent_runs_the_cnn_policy_in_pong():
   from cql_jax.envs import atari
   config = default_discrete_config()
-  config.loss, config.cql_weight = "dqn", 0.0
+  config.loss, config.cql.weight = "dqn", 0.0
   agent = make_discrete_agent(config, (84, 84, 4), num_actions=6)
   state = agent.init(jax.random.key(0))
   # A few steps only: checks the plumbing (shapes, dtypes, seeding), not a score.

@@ -74,8 +74,7 @@ def lagrange_agent():
 def test_lagrangian_alpha_prime_follows_the_gap(lagrange_agent, target_gap, direction):
   """α′ rises while the CQL gap exceeds τ and falls while it is below (τ is a state hparam)."""
   agent, chunk = lagrange_agent
-  state = agent.init(jax.random.key(1))
-  state = state.replace(hparams={**state.hparams, "target_gap": jnp.float32(target_gap)})
+  state = agent.init(jax.random.key(1), {"cql.target_gap": target_gap})
   state, metrics = chunk(state, self_loop(1.0), jax.random.key(2))
   gap = np.asarray(metrics["cql/gap"])
   assert direction * (gap.mean() - target_gap) > 0  # the gap really is on the intended side
@@ -92,12 +91,12 @@ def test_update_metrics_are_finite_and_named(lagrange_agent):
 
 
 def test_hyperparameters_vmap_over_one_compiled_update():
-  """Seeds and α values sweep together: per-run cql_weight lives in the state."""
+  """Seeds and α values sweep together: per-run cql.weight lives in the state."""
   c = tiny_config()
   agent = cql.make_cql_agent(c, 3, [-1.0], [1.0])
   init_keys, loop_keys = train.seed_keys([5, 6])
-  states = train.init_states(agent, init_keys, num_seeds=2)
-  states = states.replace(hparams={**states.hparams, "cql_weight": jnp.array([0.0, 50.0], jnp.float32)})
+  states = jax.vmap(agent.init)(init_keys, {"cql.weight": jnp.array([0.0, 50.0], jnp.float32)})
+  states = jax.tree.map(jnp.copy, states)
   chunk = train.compile_chunk(agent, batch_size=16, num_steps=30, num_seeds=2)
   states, metrics = chunk(states, self_loop(1.0), train.chunk_keys(loop_keys, 0))
   q = np.asarray(metrics["critic/q_data"])[:, -1]

@@ -15,7 +15,7 @@ PERIOD = 3
 def _config(loss, cql_weight, **overrides):
   config = agent_lib.default_discrete_config()
   config.loss = loss
-  config.cql_weight = cql_weight
+  config.cql.weight = cql_weight
   config.torso = "mlp"
   config.hidden_sizes = (32,)
   config.num_quantiles = 5

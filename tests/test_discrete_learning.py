@@ -32,7 +32,7 @@ def learning_config(cql_weight: float):
   config.hidden_sizes = (64, 64)
   config.lr = 1e-3
   config.target_update_period = 250
-  config.cql_weight = cql_weight
+  config.cql.weight = cql_weight
   return config
 
 

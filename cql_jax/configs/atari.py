@@ -59,7 +59,7 @@ def get_config(arg: str = "pong-1") -> ml_collections.ConfigDict:
 
   c.agent = default_discrete_config()  # Nature CNN, QR-DQN 200 quantiles, batch_rl optimiser.
   c.agent.loss = "qrdqn" if algo == "cql" else algo
-  c.agent.cql_weight = CQL_WEIGHTS[percent] if algo == "cql" else 0.0
+  c.agent.cql.weight = CQL_WEIGHTS[percent] if algo == "cql" else 0.0
   if algo == "dqn":
     # batch_rl's DQN used RMSProp 2.5e-4; the agent only has Adam, so use Adam at that rate.
     c.agent.lr = 2.5e-4

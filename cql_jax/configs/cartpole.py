@@ -42,7 +42,7 @@ def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
   c.agent.hidden_sizes = (64, 64)
   c.agent.lr = 1e-3
   c.agent.target_update_period = 250  # gradient steps
-  c.agent.cql_weight = 1.0 if algo == "cql" else 0.0
+  c.agent.cql.weight = 1.0 if algo == "cql" else 0.0
 
   c.num_steps = 30_000
   c.batch_size = 64

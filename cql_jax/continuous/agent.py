@@ -20,6 +20,7 @@ import ml_collections
 import numpy as np
 import optax
 
+from cql_jax import hyperparams
 from cql_jax.continuous import losses
 from cql_jax.continuous import networks
 from cql_jax.types import Agent, Transition
@@ -73,8 +74,9 @@ def default_config() -> ml_collections.ConfigDict:
 class CQLState(flax.struct.PyTreeNode):
   """Immutable train state. All leaves are arrays (vmappable, checkpointable).
 
-  critic_params leaves carry a leading axis E (the stacked ensemble). hparams holds scalars
-  that may differ between vmapped runs: cql_weight, target_gap, gamma, polyak.
+  critic_params leaves carry a leading axis E (the stacked ensemble). hparams holds the scalars
+  of STATE_HPARAMS (dotted config keys: "cql.weight", "cql.target_gap", "gamma", "polyak"), shape
+  (), float32; the learning rates live in the *_opt states (optax.inject_hyperparams).
   """
   actor_params: Any
   actor_opt: Any
@@ -92,8 +94,29 @@ class CQLState(flax.struct.PyTreeNode):
 VARIANTS = ("H", "rho", "nonis", "pi")
 
 
+# Scalars read from state.hparams by the update (always present, so every config's state has
+# the same structure); learning rates live in the optimiser states instead.
+STATE_HPARAMS = ("cql.weight", "cql.target_gap", "gamma", "polyak")
+
+
+def _sweepable(cfg, train_critic: bool, train_actor: bool, use_penalty: bool) -> tuple:
+  """The dotted keys init accepts: only those the compiled update actually reads."""
+  keys = []
+  if train_critic:
+    keys += ["gamma", "polyak", "critic_lr"]
+    if use_penalty:
+      keys += ["cql.weight"]
+    if use_penalty and cfg.cql.lagrange:
+      keys += ["cql.target_gap", "cql.alpha_prime_lr"]
+  if train_actor:
+    keys += ["actor_lr"]
+    if cfg.auto_entropy:
+      keys += ["alpha_lr"]
+  return tuple(keys)
+
+
 def _adam(lr):
-  return optax.inject_hyperparams(optax.adam)(learning_rate=lr)
+  return hyperparams.adam(lr)
 
 
 def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, action_high) -> Agent:
@@ -133,22 +156,27 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
   actor_tx, critic_tx = _adam(cfg.actor_lr), _adam(cfg.critic_lr)
   alpha_tx, alpha_prime_tx = _adam(cfg.alpha_lr), _adam(cfg.cql.alpha_prime_lr)
 
-  def init(key) -> CQLState:
+  sweepable = _sweepable(cfg, train_critic, train_actor, use_penalty)
+
+  def init(key, hparams=None) -> CQLState:
+    """A fresh state; hparams: optional {dotted key in `sweepable`: scalar} overriding the config."""
+    hp = hyperparams.resolve(cfg, sweepable, hparams, {})
+    value = lambda k: hp[k] if k in hp else jnp.asarray(hyperparams.config_value(cfg, k), jnp.float32)
     actor_key, critic_key = jax.random.split(key)
     obs = jnp.zeros((1, obs_dim), jnp.float32)
     actor_params = actor.init(actor_key, obs)
     critic_params = critic.init(critic_key, obs, jnp.zeros((1, 1, action_dim), jnp.float32))
     log_alpha = jnp.asarray(cfg.init_log_alpha, jnp.float32)
     log_alpha_prime = jnp.asarray(cfg.cql.init_log_alpha_prime, jnp.float32)
-    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    opt = lambda tx, params, lr_key: hyperparams.with_learning_rate(tx.init(params), value(lr_key))
     return CQLState(
-        actor_params=actor_params, actor_opt=actor_tx.init(actor_params),
-        critic_params=critic_params, critic_opt=critic_tx.init(critic_params),
+        actor_params=actor_params, actor_opt=opt(actor_tx, actor_params, "actor_lr"),
+        critic_params=critic_params, critic_opt=opt(critic_tx, critic_params, "critic_lr"),
         target_critic_params=jax.tree.map(jnp.copy, critic_params),  # distinct buffers: donation
-        log_alpha=log_alpha, alpha_opt=alpha_tx.init(log_alpha),
-        log_alpha_prime=log_alpha_prime, alpha_prime_opt=alpha_prime_tx.init(log_alpha_prime),
-        hparams={"cql_weight": f32(cfg.cql.weight), "target_gap": f32(cfg.cql.target_gap),
-                 "gamma": f32(cfg.gamma), "polyak": f32(cfg.polyak)},
+        log_alpha=log_alpha, alpha_opt=opt(alpha_tx, log_alpha, "alpha_lr"),
+        log_alpha_prime=log_alpha_prime,
+        alpha_prime_opt=opt(alpha_prime_tx, log_alpha_prime, "cql.alpha_prime_lr"),
+        hparams={k: value(k) for k in STATE_HPARAMS},
         step=jnp.zeros((), jnp.int32))
 
   def policy_samples(actor_params, obs, key, n):
@@ -218,7 +246,7 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
       if use_penalty:
         soft_max_q = soft_maximum(q_all, log_density)
         gap, gap_info = losses.cql_gap(soft_max_q, q_data, cfg.cql.maximize_data_term)
-        penalty, _, pen_info = losses.cql_penalty(gap, hp["cql_weight"], alpha_prime, hp["target_gap"])
+        penalty, _, pen_info = losses.cql_penalty(gap, hp["cql.weight"], alpha_prime, hp["cql.target_gap"])
         loss = loss + penalty
         info = {**info, **gap_info, **pen_info}
       return loss, (info, gap)
@@ -232,7 +260,7 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
     if cfg.cql.lagrange:
       def dual_fn(log_ap):
         ap = jnp.clip(jnp.exp(log_ap), 0.0, cfg.cql.alpha_prime_max)
-        return losses.cql_penalty(jax.lax.stop_gradient(gap), hp["cql_weight"], ap, hp["target_gap"])[1]
+        return losses.cql_penalty(jax.lax.stop_gradient(gap), hp["cql.weight"], ap, hp["cql.target_gap"])[1]
       dual_grad = jax.grad(dual_fn)(state.log_alpha_prime)
       upd, alpha_prime_opt = alpha_prime_tx.update(dual_grad, state.alpha_prime_opt)
       log_alpha_prime = optax.apply_updates(state.log_alpha_prime, upd)
@@ -305,4 +333,4 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
       a = networks.sample_tanh_gaussian(mean, log_std, key, 1)[0][:, 0]
     return offset + scale * a
 
-  return Agent(init=init, update=update, act=act)
+  return Agent(init=init, update=update, act=act, sweepable=sweepable)

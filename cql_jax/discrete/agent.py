@@ -1,11 +1,11 @@
 """Discrete CQL agent: DQN, QR-DQN or REM critic plus the CQL(H) penalty, one code path.
 
-The baselines are the same agent with `cql_weight = 0.0`. The agent holds no maths: the losses
+The baselines are the same agent with `cql.weight = 0.0`. The agent holds no maths: the losses
 live in `cql_jax.discrete.losses` and the networks in `cql_jax.discrete.networks`.
 """
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Dict, Sequence
 
 import flax
 import jax
@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import ml_collections
 import optax
 
+from cql_jax import hyperparams
 from cql_jax.discrete import losses
 from cql_jax.discrete import networks
 from cql_jax.types import Agent, Transition
@@ -22,8 +23,9 @@ def default_discrete_config() -> ml_collections.ConfigDict:
   """Paper/batch_rl Atari settings (REFERENCE.md section 2) for QR-DQN + CQL."""
   config = ml_collections.ConfigDict()
   config.loss = "qrdqn"  # "dqn" | "qrdqn" | "rem"
+  config.cql = ml_collections.ConfigDict()
   # CQL alpha. The official README uses 4.0 with 1% data and 1.0 with 10%; 0.0 is the baseline.
-  config.cql_weight = 1.0
+  config.cql.weight = 1.0
   config.num_quantiles = 200  # Nq, qrdqn only
   config.num_heads = 200  # K, rem only
   config.gamma = 0.99
@@ -45,13 +47,21 @@ class DiscreteAgentState(flax.struct.PyTreeNode):
 
   params:        online network parameters.
   target_params: a copy of `params`, refreshed every `target_update_period` gradient steps.
-  opt_state:     Adam state.
+  opt_state:     Adam state (optax.inject_hyperparams: the learning rate is an array in it).
+  hparams:       {"cql.weight": float32, "gamma": float32, "target_update_period": int32},
+                 each shape=(); the sweepable scalars the update reads.
   step:          shape=(), dtype=int32; gradient steps taken so far.
   """
   params: Any
   target_params: Any
   opt_state: Any
+  hparams: Dict[str, jax.Array]
   step: jax.Array
+
+
+# Every sweepable key; all but "lr" live in state.hparams.
+SWEEPABLE = ("cql.weight", "gamma", "target_update_period", "lr")
+_DTYPES = {"target_update_period": jnp.int32}
 
 
 def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[int],
@@ -59,8 +69,8 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
   """Builds (init, update, act) for a discrete-action offline agent.
 
   Args:
-    config: see `default_discrete_config`. Everything in it is static structure or a constant
-      folded in at trace time; changing it means building a new agent.
+    config: see `default_discrete_config`. The keys in SWEEPABLE are read from the state (init's
+      hparams may override them); everything else is static structure.
     obs_shape: one observation's shape, e.g. (84, 84, 4) for the CNN or (O,) for the MLP.
     num_actions: A.
 
@@ -74,19 +84,24 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
   if config.target_update_period < 1:
     raise ValueError("target_update_period must be >= 1")
   network = networks.make_q_network(config, num_actions)
-  optimizer = optax.adam(config.lr, eps=config.adam_eps)
+  optimizer = optax.inject_hyperparams(optax.adam, static_args=("eps",))(
+      learning_rate=config.lr, eps=config.adam_eps)
   obs_dtype = jnp.uint8 if config.torso == "cnn" else jnp.float32
-  gamma, kappa, weight = float(config.gamma), float(config.kappa), float(config.cql_weight)
+  kappa = float(config.kappa)
 
-  def init(key):
+  def init(key, hparams=None):
+    """A fresh state; hparams: optional {key in SWEEPABLE: scalar} overriding the config."""
+    hp = hyperparams.resolve(config, SWEEPABLE, hparams, _DTYPES)
     params = network.init(key, jnp.zeros((1, *obs_shape), obs_dtype))
     # A separate copy, not the same arrays: the training loop donates the state, and a buffer
     # held twice in one donated argument is rejected.
     target_params = jax.tree.map(jnp.copy, params)
-    return DiscreteAgentState(params=params, target_params=target_params,
-                              opt_state=optimizer.init(params), step=jnp.zeros((), jnp.int32))
+    opt_state = hyperparams.with_learning_rate(optimizer.init(params), hp.pop("lr"))
+    return DiscreteAgentState(params=params, target_params=target_params, opt_state=opt_state,
+                              hparams=hp, step=jnp.zeros((), jnp.int32))
 
-  def critic_loss(params, target_params, batch: Transition, key):
+  def critic_loss(params, target_params, hp, batch: Transition, key):
+    gamma, weight = hp["gamma"], hp["cql.weight"]
     action = batch.action.astype(jnp.int32)
     out_tm1 = network.apply(params, batch.obs)
     out_t = network.apply(target_params, batch.next_obs)
@@ -114,12 +129,12 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
 
   def update(state: DiscreteAgentState, batch: Transition, key):
     grads, info = jax.grad(critic_loss, has_aux=True)(
-        state.params, state.target_params, batch, key)
+        state.params, state.target_params, state.hparams, batch, key)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     params = optax.apply_updates(state.params, updates)
     step = state.step + 1
     # A per-step switch as data, not control flow: one compiled update serves every step.
-    sync = (step % config.target_update_period) == 0
+    sync = (step % state.hparams["target_update_period"]) == 0
     target_params = jax.tree.map(lambda new, old: jnp.where(sync, new, old), params,
                                  state.target_params)
     metrics = {**info, "critic/grad_norm": optax.global_norm(grads),
@@ -137,4 +152,4 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
     explore = jnp.logical_and(explore, jnp.logical_not(deterministic))
     return jnp.where(explore, random_action, greedy)
 
-  return Agent(init=init, update=update, act=act)
+  return Agent(init=init, update=update, act=act, sweepable=SWEEPABLE)
