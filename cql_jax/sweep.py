@@ -152,22 +152,27 @@ class Grid:
 
 
 def sweepable_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
-  """The agent-relative keys (e.g. "cql.weight") the agent this config builds can sweep.
+  """The agent-relative keys (e.g. "cql.weight") that the agent `agent_config` builds can sweep.
 
-  Built on a stand-in observation and action space: `sweepable` depends on the config only.
+  `sweepable` depends on the config alone, so the agent is built for a stand-in observation
+  and action space (building traces nothing).
   """
-  from cql_jax import agents
-  from cql_jax.types import Transition
-  discrete = "loss" in agent_config  # the discrete family picks a TD loss; continuous has none.
-  obs = np.zeros((1, 1), np.float32)
-  action = np.zeros((1,), np.int32) if discrete else np.zeros((1, 1), np.float32)
-  one = np.zeros((1,), np.float32)
-  dataset = OfflineDataset(Transition(obs, action, one, one, obs), "stand-in", None, {}, None,
-                           None, np.zeros(1), obs, discrete=discrete,
-                           num_actions=2 if discrete else None,
-                           action_low=None if discrete else -np.ones(1, np.float32),
-                           action_high=None if discrete else np.ones(1, np.float32))
-  return tuple(agents.make_agent(agent_config, dataset).sweepable)
+  if "loss" in agent_config:  # the discrete family picks a TD loss; the continuous one has none.
+    from cql_jax.discrete import agent as discrete_agent
+    return tuple(discrete_agent.make_discrete_agent(agent_config, (1,), 2).sweepable)
+  from cql_jax.continuous import agent as continuous_agent
+  return tuple(continuous_agent.make_cql_agent(agent_config, 1, [-1.0], [1.0]).sweepable)
+
+
+def _family_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
+  """Keys some mode of this agent family sweeps (penalty and Lagrangian on, all parts trained)."""
+  if "loss" in agent_config:
+    return sweepable_keys(agent_config)
+  from cql_jax.configs import base
+  full = base.override(ml_collections.ConfigDict({"agent": agent_config}), {
+      "agent.cql.lagrange": True, "agent.algorithm": "cql", "agent.policy_evaluation": False,
+      "agent.auto_entropy": True})
+  return sweepable_keys(full.agent)
 
 
 def _lookup(config: ml_collections.ConfigDict, dotted: str):
@@ -219,29 +224,44 @@ def _typed(config, key: str, value: Any):
                    "cannot be swept.")
 
 
-def check_keys(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
-  """Raises SweepError for a key the config lacks or one the agent cannot sweep."""
-  sweepable = sweepable_keys(config.agent)
-  valid = ", ".join(AGENT_PREFIX + k for k in sweepable)
+def _check_names(config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
+  """Refuses a key the config lacks or one outside the agent (run settings every member shares)."""
+  listing = ", ".join(AGENT_PREFIX + k for k in _family_keys(config.agent))
   for key in keys:
     found, _ = _lookup(config, key)
     if not found:
-      close = difflib.get_close_matches(key, [AGENT_PREFIX + k for k in sweepable], n=1)
+      close = difflib.get_close_matches(key, [AGENT_PREFIX + k for k in _family_keys(config.agent)],
+                                        n=1)
       hint = f" Did you mean '{close[0]}'?" if close else ""
       raise SweepError(f"unknown sweep key '{key}': the config has no such field.{hint} "
-                       f"Sweepable keys of this agent: {valid}.")
+                       f"Sweepable keys of this agent: {listing}.")
     if not key.startswith(AGENT_PREFIX):
       raise SweepError(
           f"'{key}' is a setting of the run that every member shares (data, batch or "
           f"schedule), so it cannot vary inside one program. Sweep it with one workdir per "
           f"value (--config.{key}=...) and plot them together with experiments.plot --sweep. "
-          f"Sweepable keys: {valid}.")
-    if key[len(AGENT_PREFIX):] not in sweepable:
+          f"Sweepable keys: {listing}.")
+
+
+def _check_sweepable(program_config: ml_collections.ConfigDict, keys: Sequence[str]) -> None:
+  """Refuses an agent key that the compiled program cannot take from the state."""
+  sweepable = sweepable_keys(program_config.agent)
+  listing = ", ".join(AGENT_PREFIX + k for k in sweepable)
+  family = _family_keys(program_config.agent)
+  for key in keys:
+    relative = key[len(AGENT_PREFIX):]
+    if relative in sweepable or (relative == "cql.weight" and program_config.agent.cql.weight == 0):
+      continue  # (weights all 0: the same for every member, and compiled out as alone.)
+    if relative in family:
       raise SweepError(
-          f"'{key}' cannot be swept in one program: it {_structural_reason(key)}, so members "
-          f"with different values need different compiled programs. Run one sweep per value "
-          f"(--config.{key}=... with its own --workdir) and plot them together with "
-          f"experiments.plot --sweep. Sweepable keys: {valid}.")
+          f"'{key}' is not read by the update this config compiles (it matters only in another "
+          f"mode, e.g. cql.target_gap with cql.lagrange=True, alpha_lr with auto_entropy), so "
+          f"sweeping it would change nothing. Sweepable here: {listing}.")
+    raise SweepError(
+        f"'{key}' cannot be swept in one program: it {_structural_reason(key)}, so members "
+        f"with different values need different compiled programs. Run one sweep per value "
+        f"(--config.{key}=... with its own --workdir) and plot them together with "
+        f"experiments.plot --sweep. Sweepable keys: {listing}.")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -288,14 +308,17 @@ class Plan:
 
   def hparams(self) -> Optional[Dict[str, np.ndarray]]:
     """{agent-relative key: [M] values} for `vmap(agent.init)`, or None without a sweep."""
-    if not self.keys:
-      return None
     out = {}
     for key in self.keys:
+      if key == AGENT_PREFIX + "cql.weight" and not self._penalty_needed():
+        continue  # every weight is 0: the penalty is compiled out and nothing reads it.
       values = [m.setting[key] for m in self.members]
       dtype = np.int32 if all(isinstance(v, int) for v in values) else np.float32
       out[key[len(AGENT_PREFIX):]] = np.asarray(values, dtype)
-    return out
+    return out or None
+
+  def _penalty_needed(self) -> bool:
+    return any(s[AGENT_PREFIX + "cql.weight"] != 0.0 for s in self.settings)
 
   def program_config(self, config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """The config the shared agent is built from: the penalty is compiled in iff a member needs it.
@@ -329,9 +352,14 @@ def plan(config: ml_collections.ConfigDict, grid: Optional[Grid], seeds: Sequenc
   if isinstance(grid, Mapping):
     grid = Grid.from_dict(grid)
   raw = grid.settings()
-  check_keys(config, grid.keys)
-  settings = tuple({k: _typed(config, k, v) for k, v in s.items()} for s in raw)
-  return Plan(grid, settings, seeds)
+  _check_names(config, grid.keys)
+  # The CQL weights decide what is compiled in (program_config), hence what else is sweepable;
+  # they are typed first, the other values once their keys are known to be sweepable.
+  weight = AGENT_PREFIX + "cql.weight"
+  weights = Plan(grid, tuple({k: _typed(config, k, v) for k, v in s.items() if k == weight}
+                             for s in raw), seeds)
+  _check_sweepable(weights.program_config(config), grid.keys)
+  return Plan(grid, tuple({k: _typed(config, k, v) for k, v in s.items()} for s in raw), seeds)
 
 
 def resume_difference(saved: Optional[dict], new: Optional[dict]) -> Optional[str]:

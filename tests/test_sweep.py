@@ -127,9 +127,10 @@ def test_penalty_is_compiled_in_whenever_a_member_needs_it(config):
   sac = base.override(config, {"agent.cql.weight": 0.0})
   assert sweep.plan(sac, {"agent.cql.weight": [0.0, 3.0]}, [0]).program_config(
       sac).agent.cql.weight == 3.0
-  # Every member at zero: compiled out, as offline SAC alone would be.
-  assert sweep.plan(config, {"agent.cql.weight": [0.0]}, [0]).program_config(
-      config).agent.cql.weight == 0.0
+  # Every member at zero: compiled out, as offline SAC alone would be, and not in the state.
+  zeros = sweep.plan(config, {"agent.cql.weight": [0.0], "agent.gamma": [0.9, 0.99]}, [0])
+  assert zeros.program_config(config).agent.cql.weight == 0.0
+  assert list(zeros.hparams()) == ["gamma"]
   untouched = sweep.plan(config, {"agent.critic_lr": [1e-4, 1e-3]}, [0])
   assert untouched.program_config(config) is config
 
@@ -182,9 +183,11 @@ def test_members_that_do_not_fit_are_refused_with_how_many_would():
   assert "11 members do not fit" in str(error.value) and "About 10 members fit" in str(error.value)
   # Four member shards: each device holds a quarter of the members.
   sweep.check_memory(estimate, 40, member_shards=4, limit_bytes=1000 + 10 * per_member)
-  # Two data shards halve each member's activations: (2·100 + 400 + 50) per member.
-  with pytest.raises(sweep.SweepError, match="About 15 members fit"):
-    sweep.check_memory(estimate, 16, data_shards=2, limit_bytes=1000 + 10 * per_member)
+  # Two data shards halve each member's activations: 2·100 + 400 + 50 = 650 per member, so
+  # 10 · 1050 bytes hold 16 members.
+  sweep.check_memory(estimate, 16, data_shards=2, limit_bytes=1000 + 10 * per_member)
+  with pytest.raises(sweep.SweepError, match="About 16 members fit"):
+    sweep.check_memory(estimate, 17, data_shards=2, limit_bytes=1000 + 10 * per_member)
 
 
 # --------------------------------------------------------------------------- layouts
