@@ -216,22 +216,30 @@ def plot_sweep(workdirs: Sequence, out_dir, metric: str = DEFAULT_METRIC) -> Lis
     for row in rows:
       label = ", ".join(f"{short(k)}={row['setting'][k]}" for k in others) or "all"
       lines.setdefault(label, []).append(row)
+    if len(lines) > 1 and all(len(group) == 1 for group in lines.values()):
+      # Zipped axes: the other keys move with this one, so one line joins the settings.
+      lines = {"with " + ", ".join(map(short, others)): rows}
     for label, group in lines.items():
-      xs, ticks = _axis_values([r["setting"][key] for r in group])
+      xs, _ = _axis_values([r["setting"][key] for r in group])
       order = np.argsort(xs)
       ax.errorbar(np.asarray(xs)[order], [group[i]["mean"] for i in order],
                   yerr=[group[i]["std"] for i in order], marker="o", capsize=3, label=label)
-      if ticks:
-        ax.set_xticks(range(len(ticks)), ticks, fontsize=7)
     values = [r["setting"][key] for r in rows]
-    if (all(isinstance(v, (int, float)) for v in values) and min(values) > 0
-        and max(values) / min(values) >= 10):
+    xs, ticks = _axis_values(values)
+    if (ticks is None and min(xs) > 0 and max(xs) / min(xs) >= 10):
       ax.set_xscale("log")
+      ax.minorticks_off()
+    # Ticks at the swept values themselves (a sweep has few), labelled as given.
+    unique = sorted(set(xs))
+    if len(unique) <= 12:
+      labels = ticks or [f"{x:g}" for x in unique]
+      ax.set_xticks(unique, labels, fontsize=7, rotation=30 if len(unique) > 5 else 0)
     ax.set_xlabel(short(key))
     ax.set_ylabel(f"final {metric.split('/')[-1]}")
     ax.grid(alpha=0.3)
-    if len(lines) > 1:
+    if list(lines) != ["all"]:
       ax.legend(fontsize=7)
+    ax.set_title("final score, mean ± std over seeds", fontsize=9)
   fig.tight_layout()
   paths = [out_dir / "sweep.png"]
   fig.savefig(paths[0], dpi=120)
@@ -247,7 +255,7 @@ def plot_sweep(workdirs: Sequence, out_dir, metric: str = DEFAULT_METRIC) -> Lis
       by_setting.setdefault(name, []).append(m)
     for name, columns in by_setting.items():
       mean, std = values[:, columns].mean(axis=1), values[:, columns].std(axis=1)
-      ax.plot(steps, mean, label=name)
+      ax.plot(steps, mean, marker="o", markersize=3, label=name)
       ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.set_title(_dataset_name(workdir), fontsize=9)
     ax.set_xlabel("gradient steps")

@@ -168,3 +168,20 @@ def test_members_are_evaluated_in_one_vector_env_as_each_alone(sweep_run, tiny_c
     alone = evaluation.evaluate_agent(agent, evaluation.seed_state(result.state, m), dataset,
                                       num_episodes=3, seed=123)
     assert scores["eval/return"][m] == pytest.approx(alone.returns.mean(), rel=1e-9)
+
+
+def test_plot_sweep_reads_sweeps_and_runs_that_differ_in_config(sweep_run, alone_runs, tmp_path):
+  """A plain run whose config equals a sweep setting joins that setting's row."""
+  from experiments import plot
+  (workdir, result), (zero_dir, zero) = sweep_run, alone_runs[0]
+  rows = plot.sweep_table([workdir, zero_dir])
+  by_weight = {r["setting"]["agent.cql.weight"]: r for r in rows}
+  assert set(by_weight) == {0.0, 5.0} and len(rows) == 2
+  final = result.results["final"]["eval/normalized_score"]
+  expected = final[:2] + zero.results["final"]["eval/normalized_score"]
+  assert by_weight[0.0]["scores"] == expected
+  assert by_weight[0.0]["mean"] == pytest.approx(np.mean(expected))
+  assert by_weight[5.0]["scores"] == final[2:]
+  paths = plot.plot_sweep([workdir, zero_dir], tmp_path)
+  assert [p.name for p in paths] == ["sweep.png", "sweep_curves.png"]
+  assert all(p.stat().st_size > 1000 for p in paths)
