@@ -101,7 +101,7 @@ def discrete_agent(kind: str):
   from cql_jax.discrete import agent as discrete
   from cql_jax.types import Transition
   import jax.numpy as jnp
-  config = discrete.default_discrete_config()
+  config = discrete.default_config()
   config.loss, config.num_quantiles = "qrdqn", 200
   rng = np.random.default_rng(0)
   if kind == "atari":

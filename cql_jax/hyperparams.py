@@ -14,20 +14,25 @@ import ml_collections
 import optax
 
 
-def config_value(config: ml_collections.ConfigDict, dotted_key: str) -> Any:
-  """config["cql"]["weight"] for "cql.weight"."""
-  node = config
-  for part in dotted_key.split("."):
-    node = node[part]
-  return node
+def config_values(config: ml_collections.ConfigDict, dotted_keys: Sequence[str]) -> tuple:
+  """((key, value), ...) for dotted keys, e.g. config["cql"]["weight"] for "cql.weight"."""
+  out = []
+  for dotted_key in dotted_keys:
+    node = config
+    for part in dotted_key.split("."):
+      node = node[part]
+    out.append((dotted_key, node))
+  return tuple(out)
 
 
-def resolve(config: ml_collections.ConfigDict, sweepable: Sequence[str],
+def resolve(defaults: Mapping[str, Any], sweepable: Sequence[str],
             hparams: Optional[Mapping[str, Any]], dtypes: Mapping[str, Any]) -> dict:
-  """{dotted key: scalar array} for every sweepable key: `hparams`' value, else the config's.
+  """{key: scalar array} for every key of `defaults`: `hparams`' value, else the default.
 
-  dtypes: dotted key -> dtype (float32 unless named). Raises ValueError for a key that is not
-  sweepable for this agent, naming the ones that are, so a typo never silently does nothing.
+  defaults: dotted key -> the config's value, for every hyperparameter the state holds.
+  sweepable: the keys `hparams` may set. dtypes: key -> dtype (float32 unless named).
+  Raises ValueError for a key that is not sweepable for this agent, naming the ones that are,
+  so a typo or a setting the compiled update never reads cannot silently do nothing.
   """
   hparams = {} if hparams is None else dict(hparams)
   unknown = sorted(set(hparams) - set(sweepable))
@@ -37,8 +42,8 @@ def resolve(config: ml_collections.ConfigDict, sweepable: Sequence[str],
                      " variant, lagrange, a zero cql.weight) change the program: set them in the "
                      "config instead.")
   out = {}
-  for key in sweepable:
-    value = hparams[key] if key in hparams else config_value(config, key)
+  for key, default in defaults.items():
+    value = hparams.get(key, default)
     out[key] = jnp.asarray(value, dtypes.get(key, jnp.float32))
     if out[key].ndim != 0:
       raise ValueError(f"hyperparameter {key!r} must be a scalar per run, got shape "

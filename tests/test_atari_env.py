@@ -7,7 +7,7 @@ import numpy as np
 
 from cql_jax import train
 from cql_jax.data import dopamine_replay as dr
-from cql_jax.discrete.agent import default_discrete_config, make_discrete_agent
+from cql_jax.discrete.agent import default_config, make_discrete_agent
 
 
 def test_pong_env_yields_stacked_uint8_frames():
@@ -45,7 +45,7 @@ def _write_replay(directory, num_checkpoints=2, capacity=16, num_actions=6, seed
 def test_cnn_agent_runs_a_scanned_chunk_on_stacked_replay(tmp_path):
   _write_replay(str(tmp_path))
   replay = dr.to_device(dr.load_dopamine_replay(str(tmp_path), [0, 1]))
-  config = default_discrete_config()  # Nature CNN + QR-DQN + CQL, the paper's agent.
+  config = default_config()  # Nature CNN + QR-DQN + CQL, the paper's agent.
   config.num_quantiles = 8  # small head: the test checks plumbing, not the paper's size.
   agent = make_discrete_agent(config, (84, 84, 4), num_actions=6)
   state = agent.init(jax.random.key(0))
@@ -65,7 +65,7 @@ def test_cnn_agent_runs_a_scanned_chunk_on_stacked_replay(tmp_path):
 
 def test_evaluate_atari_agent_runs_the_cnn_policy_in_pong():
   from cql_jax.envs import atari
-  config = default_discrete_config()
+  config = default_config()
   config.loss, config.cql.weight = "dqn", 0.0
   agent = make_discrete_agent(config, (84, 84, 4), num_actions=6)
   state = agent.init(jax.random.key(0))

@@ -9,7 +9,7 @@ from cql_jax import train
 from cql_jax.makers import cartpole
 from cql_jax.makers import generate
 from cql_jax.data import minari_io
-from cql_jax.discrete.agent import default_discrete_config
+from cql_jax.discrete.agent import default_config
 
 
 def test_expert_balances_and_random_does_not():
@@ -60,7 +60,7 @@ def test_ensure_writes_loadable_datasets_with_right_discounts(tmp_datasets):
 def test_discrete_agent_trains_and_evaluates_through_the_common_loop(tmp_datasets):
   cartpole.ensure_cartpole_datasets(["medium"], num_episodes=4, ref_episodes=2)
   dataset = minari_io.load_dataset(cartpole.dataset_id("medium"))
-  config = default_discrete_config()
+  config = default_config()
   config.torso, config.hidden_sizes, config.num_quantiles = "mlp", (16,), 8
   agent = agents.make_agent(config, dataset)
   data = agents.device_data(dataset)

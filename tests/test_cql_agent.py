@@ -10,6 +10,8 @@ from cql_jax.continuous import agent as cql
 from cql_jax.data import minari_io
 from cql_jax.types import OfflineDataset, Transition
 
+import numpy_cql
+
 OBS = np.array([0.5, -0.2, 0.1], np.float32)
 ACTION = np.array([0.3], np.float32)
 
@@ -104,6 +106,30 @@ def test_hyperparameters_vmap_over_one_compiled_update():
   # penalised run must end with the larger gap-closing effect, i.e. a smaller gap.
   gap = np.asarray(metrics["cql/gap"])[:, -1]
   assert gap[1] < gap[0], (gap, q)
+
+
+def test_cql_h_penalty_matches_numpy_recomputation_from_the_critic():
+  """The reported gap, penalty and loss equal the importance-sampled logsumexp over uniform,
+  π(s) and π(s') proposals recomputed in NumPy from the critic's raw outputs (same keys)."""
+  c = tiny_config()
+  c.cql.weight = 3.0
+  agent = cql.make_cql_agent(c, 3, [-1.0], [1.0])
+  rng = np.random.default_rng(7)
+  size = 16
+  batch = Transition(obs=jnp.asarray(rng.normal(size=(size, 3)), jnp.float32),
+                     action=jnp.asarray(rng.uniform(-0.9, 0.9, (size, 1)), jnp.float32),
+                     reward=jnp.asarray(rng.normal(size=size), jnp.float32),
+                     discount=jnp.asarray(rng.uniform(size=size) > 0.3, jnp.float32),
+                     next_obs=jnp.asarray(rng.normal(size=(size, 3)), jnp.float32))
+  state = agent.init(jax.random.key(8))
+  # A few updates first, so the target critic differs from the critic and the policy from init.
+  chunk = train.compile_chunk(agent, batch_size=size, num_steps=5)
+  state, _ = chunk(state, batch, jax.random.key(9))
+  want = numpy_cql.critic_step_terms(c, jax.device_get(state), batch, update_seed=10)
+  _, metrics = jax.jit(agent.update)(state, batch, jax.random.key(10))
+  for name, value in want.items():
+    np.testing.assert_allclose(float(metrics[name]), value, rtol=2e-4, atol=2e-5, err_msg=name)
+  assert abs(want["cql/gap"]) > 1e-2 and want["cql/penalty"] != 0.0
 
 
 def test_continuous_agent_rejects_discrete_dataset():

@@ -13,7 +13,7 @@ PERIOD = 3
 
 
 def _config(loss, cql_weight, **overrides):
-  config = agent_lib.default_discrete_config()
+  config = agent_lib.default_config()
   config.loss = loss
   config.cql.weight = cql_weight
   config.torso = "mlp"

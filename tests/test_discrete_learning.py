@@ -14,7 +14,7 @@ from cql_jax import evaluation
 from cql_jax import train
 from cql_jax.makers import cartpole
 from cql_jax.data import minari_io
-from cql_jax.discrete.agent import default_discrete_config
+from cql_jax.discrete.agent import default_config
 
 KIND = "medium-replay"
 NUM_SEEDS = 2
@@ -26,7 +26,7 @@ EVAL_EPISODES = 10
 
 def learning_config(cql_weight: float):
   """Small-MLP DQN for CartPole; only cql_weight differs between CQL and the baseline."""
-  config = default_discrete_config()
+  config = default_config()
   config.loss = "dqn"
   config.torso = "mlp"
   config.hidden_sizes = (64, 64)

@@ -87,20 +87,27 @@ def test_huber_matches_definition():
 def test_dqn_loss(data, double, kappa):
   online = data["q_t_online"] if double else None
   fn = jax.jit(losses.dqn_loss, static_argnames=("gamma", "kappa"))
-  loss, info = fn(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["q_t"],
-                  gamma=GAMMA, kappa=kappa, q_t_online=online)
+  out = fn(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["q_t"],
+           gamma=GAMMA, kappa=kappa, q_t_online=online)
   want = _np_dqn(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["q_t"], GAMMA,
                  kappa, online)
-  np.testing.assert_allclose(loss, want, rtol=1e-5)
-  assert set(info) == {"critic/td_error_abs", "critic/target_mean"}
+  np.testing.assert_allclose(out.loss, want, rtol=1e-5)
+  assert out._fields == ("loss", "td_error_abs", "target")
+  selector = data["q_t"] if online is None else online
+  target = [data["r_t"][b] + GAMMA * data["d_t"][b] * data["q_t"][b, int(np.argmax(selector[b]))]
+            for b in range(B)]
+  np.testing.assert_allclose(out.target, target, rtol=1e-5)
+  np.testing.assert_allclose(
+      out.td_error_abs, [abs(target[b] - data["q_tm1"][b, data["a_tm1"][b]]) for b in range(B)],
+      rtol=1e-5)
 
 
 def test_dqn_terminal_ignores_next_state(data):
   """discount_t = 0 means the target is the reward alone, whatever Q(s', .) says."""
-  loss_a, _ = losses.dqn_loss(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"],
-                              data["q_t"], GAMMA)
-  loss_b, _ = losses.dqn_loss(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"],
-                              data["q_t"] + 100.0, GAMMA)
+  loss_a = losses.dqn_loss(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"],
+                           data["q_t"], GAMMA).loss
+  loss_b = losses.dqn_loss(data["q_tm1"], data["a_tm1"], data["r_t"], data["d_t"],
+                           data["q_t"] + 100.0, GAMMA).loss
   np.testing.assert_allclose(loss_a[1], loss_b[1])
   assert not np.allclose(loss_a[0], loss_b[0])
 
@@ -125,8 +132,8 @@ def test_quantile_midpoints():
 def test_quantile_huber_loss(data, double, kappa):
   online = data["dist_t_online"] if double else None
   fn = jax.jit(losses.quantile_huber_loss, static_argnames=("gamma", "kappa"))
-  loss, _ = fn(data["dist_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["dist_t"],
-               gamma=GAMMA, kappa=kappa, dist_t_online=online)
+  loss = fn(data["dist_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["dist_t"],
+            gamma=GAMMA, kappa=kappa, dist_t_online=online).loss
   want = _np_quantile(data["dist_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["dist_t"],
                       GAMMA, kappa, online)
   np.testing.assert_allclose(loss, want, rtol=1e-5)
@@ -138,8 +145,8 @@ def test_quantile_loss_is_minimised_at_target_quantiles():
   r = jnp.array([2.0])
   d = jnp.array([0.0])
   a = jnp.array([0], jnp.int32)
-  at_target, _ = losses.quantile_huber_loss(dist + 2.0, a, r, d, dist, GAMMA)
-  off_target, _ = losses.quantile_huber_loss(dist + 1.5, a, r, d, dist, GAMMA)
+  at_target = losses.quantile_huber_loss(dist + 2.0, a, r, d, dist, GAMMA).loss
+  off_target = losses.quantile_huber_loss(dist + 1.5, a, r, d, dist, GAMMA).loss
   assert float(at_target[0]) == 0.0 and float(off_target[0]) > 0.0
 
 
@@ -152,9 +159,9 @@ def test_rem_weights_are_convex():
 
 def test_rem_loss_matches_mixture_dqn(data):
   alpha = np.asarray(losses.rem_weights(jax.random.key(1), K))
-  loss, _ = jax.jit(losses.rem_loss, static_argnames=("gamma",))(
+  loss = jax.jit(losses.rem_loss, static_argnames=("gamma",))(
       data["heads_tm1"], data["a_tm1"], data["r_t"], data["d_t"], data["heads_t"], alpha,
-      gamma=GAMMA)
+      gamma=GAMMA).loss
   mix_tm1 = np.zeros((B, A), np.float32)
   mix_t = np.zeros((B, A), np.float32)
   for b in range(B):
@@ -167,11 +174,12 @@ def test_rem_loss_matches_mixture_dqn(data):
 
 @pytest.mark.parametrize("weight", [0.0, 1.0, 4.0])
 def test_cql_penalty(data, weight):
-  penalty, info = jax.jit(losses.cql_penalty)(data["q_tm1"], data["a_tm1"], weight)
-  np.testing.assert_allclose(penalty, _np_cql(data["q_tm1"], data["a_tm1"], weight),
+  out = jax.jit(losses.cql_penalty)(data["q_tm1"], data["a_tm1"], weight)
+  np.testing.assert_allclose(out.penalty, _np_cql(data["q_tm1"], data["a_tm1"], weight),
                              rtol=1e-5, atol=1e-6)
   gap = _np_cql(data["q_tm1"], data["a_tm1"], 1.0)
-  np.testing.assert_allclose(info["cql/gap"], gap.mean(), rtol=1e-5)
+  np.testing.assert_allclose(out.gap, gap, rtol=1e-5)
+  np.testing.assert_allclose(out.gap.mean(), gap.mean(), rtol=1e-5)
   assert np.all(gap > 0)  # logsumexp exceeds any single entry
 
 

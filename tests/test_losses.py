@@ -43,10 +43,12 @@ def test_no_bootstrap_through_termination_in_target():
 def test_bellman_error_matches_numpy():
   q = RNG.normal(size=(E, B)).astype(np.float32)
   y = RNG.normal(size=B).astype(np.float32)
-  loss, info = losses.bellman_error(q, y)
-  want = sum(sum((q[e, b] - y[b]) ** 2 for b in range(B)) / B for e in range(E))
-  np.testing.assert_allclose(loss, want, rtol=1e-5)
-  np.testing.assert_allclose(info["critic/bellman_error"], want / E, rtol=1e-5)
+  per_critic = losses.bellman_error(q, y)
+  want = [sum((q[e, b] - y[b]) ** 2 for b in range(B)) / B for e in range(E)]
+  np.testing.assert_allclose(per_critic, want, rtol=1e-5)
+  # The critic loss is their sum; the logged "critic/bellman_error" their mean.
+  np.testing.assert_allclose(np.sum(per_critic), sum(want), rtol=1e-5)
+  np.testing.assert_allclose(np.mean(per_critic), sum(want) / E, rtol=1e-5)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.5])
@@ -65,17 +67,17 @@ def test_importance_sampled_logsumexp_matches_numpy(temperature, subtract):
 def test_cql_gap_and_fixed_penalty_match_numpy():
   soft = RNG.normal(size=(E, B)).astype(np.float32)
   q_data = RNG.normal(size=(E, B)).astype(np.float32)
-  gap, _ = losses.cql_gap(soft, q_data)
+  gap = losses.cql_gap(soft, q_data)
   want_gap = [sum(soft[e, b] - q_data[e, b] for b in range(B)) / B for e in range(E)]
   np.testing.assert_allclose(gap, want_gap, rtol=1e-5)
-  penalty, dual, _ = losses.cql_penalty(gap, 5.0)
+  penalty, dual = losses.cql_penalty(gap, 5.0)
   np.testing.assert_allclose(penalty, 5.0 * sum(want_gap), rtol=1e-5)
   assert float(dual) == 0.0
 
 
 def test_lagrangian_penalty_matches_numpy():
   gap = np.array([3.0, 1.0], np.float32)
-  penalty, dual, _ = losses.cql_penalty(jnp.asarray(gap), 2.0, jnp.asarray(0.5), 1.5)
+  penalty, dual = losses.cql_penalty(jnp.asarray(gap), 2.0, jnp.asarray(0.5), 1.5)
   np.testing.assert_allclose(penalty, 0.5 * 2.0 * ((3 - 1.5) + (1 - 1.5)), rtol=1e-6)
   np.testing.assert_allclose(dual, -0.5 * 2.0 * ((3 - 1.5) + (1 - 1.5)) / 2, rtol=1e-6)
 
@@ -99,16 +101,16 @@ def test_lagrange_multiplier_rises_above_and_falls_below_threshold(gap, directio
 def test_sac_bc_and_temperature_losses_match_numpy():
   q_pi = RNG.normal(size=(E, B)).astype(np.float32)
   logp = RNG.normal(size=B).astype(np.float32)
-  loss, _ = losses.sac_actor_loss(q_pi, logp, 0.2)
+  loss = losses.sac_actor_loss(q_pi, logp, 0.2)
   np.testing.assert_allclose(loss, np.mean([0.2 * logp[b] - min(q_pi[:, b]) for b in range(B)]),
                              rtol=1e-5)
   logp_data = RNG.normal(size=B).astype(np.float32)
-  bc, _ = losses.bc_actor_loss(logp_data, logp, 0.2)
+  bc = losses.bc_actor_loss(logp_data, logp, 0.2)
   np.testing.assert_allclose(bc, np.mean(0.2 * logp - logp_data), rtol=1e-5)
-  t_loss, _ = losses.temperature_loss(jnp.asarray(0.3), logp, -1.0)
+  t_loss = losses.temperature_loss(jnp.asarray(0.3), logp, -1.0)
   np.testing.assert_allclose(t_loss, -0.3 * np.mean(logp - 1.0), rtol=1e-5)
   # Entropy below target (log π large) must push log α up: negative gradient.
-  g = jax.grad(lambda la: losses.temperature_loss(la, jnp.full(B, 2.0), -1.0)[0])(0.0)
+  g = jax.grad(lambda la: losses.temperature_loss(la, jnp.full(B, 2.0), -1.0))(0.0)
   assert float(g) < 0
 
 

@@ -59,7 +59,7 @@ _SCRIPT = textwrap.dedent("""
   print("continuous_seeds", *compare(agent, cont, 16, 4, 2, 2))
 
   disc = cont._replace(action=rng.integers(0, 3, n).astype(np.int32))
-  dconfig = discrete.default_discrete_config()
+  dconfig = discrete.default_config()
   dconfig.torso, dconfig.hidden_sizes, dconfig.num_quantiles = "mlp", (32, 32), 8
   dagent = discrete.make_discrete_agent(dconfig, (5,), 3)
   print("discrete", *compare(dagent, disc, 16, 4, None, 1))

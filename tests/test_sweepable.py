@@ -47,7 +47,7 @@ def test_continuous_sweepable_lists_only_what_the_update_reads():
 
 
 @pytest.mark.parametrize("make", [_continuous_agent, lambda: discrete.make_discrete_agent(
-    discrete.default_discrete_config(), (4,), 3)], ids=["continuous", "discrete"])
+    discrete.default_config(), (4,), 3)], ids=["continuous", "discrete"])
 def test_init_rejects_a_key_it_cannot_sweep(make):
   agent = make()
   with pytest.raises(ValueError, match="sweepable keys"):
@@ -102,7 +102,7 @@ def _assert_first_adam_steps(before, after, lrs):
 
 
 def _discrete_config():
-  c = discrete.default_discrete_config()
+  c = discrete.default_config()
   c.loss, c.torso, c.hidden_sizes, c.lr = "dqn", "mlp", (8,), 1e-3
   return c
 

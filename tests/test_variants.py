@@ -12,6 +12,8 @@ from cql_jax.continuous import agent as cql
 from cql_jax.continuous import variants
 from cql_jax.types import Transition
 
+import numpy_cql
+
 RNG = np.random.default_rng(1)
 E, B, N = 3, 4, 6
 OBS_DIM, ACTION_DIM = 3, 2
@@ -55,7 +57,7 @@ def test_policy_logmeanexp_lies_between_mean_and_max():
 def test_cql_gap_with_and_without_data_term_matches_numpy(maximize):
   soft = RNG.normal(size=(E, B)).astype(np.float32)
   q_data = RNG.normal(size=(E, B)).astype(np.float32)
-  gap, _ = losses.cql_gap(soft, q_data, maximize)
+  gap = losses.cql_gap(soft, q_data, maximize)
   want = [sum(soft[e, b] - (q_data[e, b] if maximize else 0.0) for b in range(B)) / B
           for e in range(E)]
   np.testing.assert_allclose(gap, want, rtol=1e-5)
@@ -145,6 +147,15 @@ def test_eq1_gap_is_soft_max_alone_and_eq4_gap_subtracts_data_q(data):
   np.testing.assert_allclose(m4["cql/gap"], m4["cql/soft_max_q"] - m4["cql/q_data"], rtol=1e-4,
                              atol=1e-5)
   assert abs(float(m4["cql/q_data"])) > 1e-4   # else the two gaps could not be told apart
+  # And against NumPy, from the critic's raw outputs at the same proposals (same keys).
+  want1 = numpy_cql.critic_step_terms(tiny_config("cql_eq1"), jax.device_get(s), data, 4)
+  want4 = numpy_cql.critic_step_terms(tiny_config("cql_h"), jax.device_get(s), data, 5)
+  np.testing.assert_allclose(m1["cql/gap"], want1["cql/soft_max_q"], rtol=2e-4, atol=2e-5)
+  np.testing.assert_allclose(m4["cql/gap"], want4["cql/soft_max_q"] - want4["cql/q_data"],
+                             rtol=2e-4, atol=2e-5)
+  for name in ("cql/penalty", "critic/loss"):
+    np.testing.assert_allclose(m1[name], want1[name], rtol=2e-4, atol=2e-5, err_msg=name)
+    np.testing.assert_allclose(m4[name], want4[name], rtol=2e-4, atol=2e-5, err_msg=name)
 
 
 @pytest.fixture(scope="module")

@@ -20,7 +20,8 @@ from __future__ import annotations
 import ml_collections
 from ml_collections import config_dict
 
-from cql_jax.discrete.agent import default_discrete_config
+from cql_jax.discrete import agent as discrete
+from cql_jax.discrete import variants
 from cql_jax.configs import base
 
 GAMES = {"pong": "Pong", "breakout": "Breakout", "qbert": "Qbert", "seaquest": "Seaquest",
@@ -57,9 +58,9 @@ def get_config(arg: str = "pong-1") -> ml_collections.ConfigDict:
   c.atari.clip_reward = 1.0
   c.atari.max_episode_steps = 27_000  # evaluation cap in agent steps (108k frames).
 
-  c.agent = default_discrete_config()  # Nature CNN, QR-DQN 200 quantiles, batch_rl optimiser.
-  c.agent.loss = "qrdqn" if algo == "cql" else algo
-  c.agent.cql.weight = CQL_WEIGHTS[percent] if algo == "cql" else 0.0
+  # Nature CNN, QR-DQN 200 quantiles, batch_rl optimiser; the baselines have cql.weight 0.
+  c.agent = variants.variant_config("cql_qrdqn" if algo == "cql" else algo,
+                                    discrete.default_config(), cql_weight=CQL_WEIGHTS[percent])
   if algo == "dqn":
     # batch_rl's DQN used RMSProp 2.5e-4; the agent only has Adam, so use Adam at that rate.
     c.agent.lr = 2.5e-4

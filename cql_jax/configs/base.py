@@ -28,10 +28,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.data.reward_bias = 0.0
   c.data.obs_keys = config_dict.placeholder(tuple)  # dict observations: keys to concatenate.
 
-  c.agent = cql.default_config()
-  # Public CQL code backs up without the entropy term (official deterministic_backup,
-  # JaxCQL/CORL backup_entropy=False); REFERENCE.md §1.
-  c.agent.backup_entropy = False
+  c.agent = cql.default_config()  # backs up without the entropy term, as public CQL code.
 
   c.num_steps = 1_000_000        # gradient steps per seed.
   c.steps_per_chunk = 1000       # updates per compiled call; also the training-log interval.
@@ -91,7 +88,6 @@ def short_budget_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   agent.actor_lr = 3e-4
   agent.critic_lr = 1e-3
   agent.alpha_lr = 3e-4
-  agent.backup_entropy = False
   agent.cql.weight = 5.0
   return agent
 

@@ -13,7 +13,8 @@ import ml_collections
 from ml_collections import config_dict
 
 from cql_jax.makers import cartpole
-from cql_jax.discrete.agent import default_discrete_config
+from cql_jax.discrete import agent as discrete
+from cql_jax.discrete import variants
 from cql_jax.configs import base
 
 ALGOS = ("cql", "dqn")
@@ -36,13 +37,12 @@ def get_config(arg: str = "medium-replay") -> ml_collections.ConfigDict:
   c.generation.num_episodes = config_dict.placeholder(int)
   c.generation.seed = 0
 
-  c.agent = default_discrete_config()
-  c.agent.loss = "dqn"
-  c.agent.torso = "mlp"
-  c.agent.hidden_sizes = (64, 64)
-  c.agent.lr = 1e-3
-  c.agent.target_update_period = 250  # gradient steps
-  c.agent.cql.weight = 1.0 if algo == "cql" else 0.0
+  agent = discrete.default_config()
+  agent.torso = "mlp"
+  agent.hidden_sizes = (64, 64)
+  agent.lr = 1e-3
+  agent.target_update_period = 250  # gradient steps
+  c.agent = variants.variant_config("cql_dqn" if algo == "cql" else "dqn", agent, cql_weight=1.0)
 
   c.num_steps = 30_000
   c.batch_size = 64

@@ -1,1 +1,1 @@
-"""Discrete-action (Atari) CQL: losses, networks and the agent."""
+"""Discrete-action (Atari) CQL: losses, networks, the agent and the paper's variants."""

@@ -1,23 +1,42 @@
 """Discrete-action value losses and the CQL(H) penalty, as pure functions.
 
 Every function here takes a batch on the leading axis and is built from a per-example core that
-`jax.vmap` lifts, so the maths reads like the paper's one-transition equations. Each returns
-`(loss, info)`: `loss` is elementwise, shape [B], so the caller chooses the reduction (a plain mean
-in the agent, importance weights elsewhere); `info` is a flat dict of scalar means for logging.
+`jax.vmap` lifts, so the maths reads like the paper's one-transition equations. Each returns a
+NamedTuple of per-example arrays, shape [B]: `loss` is elementwise so the caller chooses the
+reduction (a plain mean in the agent, importance weights elsewhere); the agent names and logs
+the metrics.
 
-Shape letters: B batch, A actions, Nq quantiles, K REM heads. Time suffixes follow rlax: `_tm1` is
-the transition's start state s, `_t` the next state s'. `discount_t` is the dataset's flag (0.0 at a
-true termination, 1.0 otherwise); `gamma` is the agent's discount, applied here.
+Naming follows rlax's time suffixes, as in cql_jax.continuous.losses: `_tm1` is the transition's
+start state s (and the data action a_tm1), `_t` the next state s'; `r_t` the reward,
+`discount_t` the dataset's flag (0.0 at a true termination, 1.0 otherwise) and `gamma` the
+agent's discount, applied here. Shape letters: B batch, A actions, Nq quantiles, K REM heads.
 """
 from __future__ import annotations
 
-from typing import Optional
+from typing import NamedTuple, Optional
 
 import chex
 import jax
 import jax.numpy as jnp
 
 Array = chex.Array
+
+
+class TDLoss(NamedTuple):
+  """loss: [B] per-example TD loss; td_error_abs: [B] |target − prediction| (for quantiles, the
+  mean over all predicted/target pairs); target: [B] the bootstrapped target (its quantile mean)."""
+  loss: Array
+  td_error_abs: Array
+  target: Array
+
+
+class CQLPenalty(NamedTuple):
+  """Per-example [B]: penalty = weight·gap; gap = logsumexp − q_data; logsumexp_a Q(s, a);
+  q_data = Q(s, a_data)."""
+  penalty: Array
+  gap: Array
+  logsumexp: Array
+  q_data: Array
 
 
 def huber(x: Array, kappa: float = 1.0) -> Array:
@@ -45,7 +64,7 @@ def _greedy_action(q_t_selector: Array) -> Array:
 
 def dqn_loss(q_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array, q_t_target: Array,
              gamma: float, kappa: float = 1.0,
-             q_t_online: Optional[Array] = None) -> tuple[Array, dict]:
+             q_t_online: Optional[Array] = None) -> TDLoss:
   """One-step Q-learning with a Huber TD loss.
 
   target = r_t + gamma * discount_t * Q_target(s', a*), where a* = argmax_a Q_target(s', a), or
@@ -62,7 +81,7 @@ def dqn_loss(q_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array, q_t_targ
     q_t_online: optional [B, A] online Q(s', .) used only to select a* (double DQN).
 
   Returns:
-    ([B] Huber loss, info) with info keys "critic/td_error_abs", "critic/target_mean".
+    TDLoss with the [B] Huber loss.
   """
   _check_transition(q_tm1, a_tm1, r_t, discount_t, q_t_target, rank=2)
   q_t_selector = q_t_target if q_t_online is None else q_t_online
@@ -76,8 +95,7 @@ def dqn_loss(q_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array, q_t_targ
 
   loss, td_error, target = jax.vmap(per_example)(
       q_tm1, a_tm1, r_t, discount_t, q_t_target, q_t_selector)
-  info = {"critic/td_error_abs": jnp.abs(td_error).mean(), "critic/target_mean": target.mean()}
-  return loss, info
+  return TDLoss(loss, jnp.abs(td_error), target)
 
 
 def quantile_midpoints(num_quantiles: int) -> Array:
@@ -87,7 +105,7 @@ def quantile_midpoints(num_quantiles: int) -> Array:
 
 def quantile_huber_loss(dist_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array,
                         dist_t_target: Array, gamma: float, kappa: float = 1.0,
-                        dist_t_online: Optional[Array] = None) -> tuple[Array, dict]:
+                        dist_t_online: Optional[Array] = None) -> TDLoss:
   """QR-DQN quantile regression with the quantile-Huber loss.
 
   Target quantiles: z_j = r_t + gamma * discount_t * theta_target(s', a*)_j, with a* the argmax of
@@ -107,8 +125,7 @@ def quantile_huber_loss(dist_tm1: Array, a_tm1: Array, r_t: Array, discount_t: A
     dist_t_online: optional [B, A, Nq] online quantiles at s', used to select a* (double DQN).
 
   Returns:
-    ([B] loss, info) with info keys "critic/td_error_abs" (mean |z_j - theta_i|),
-    "critic/target_mean".
+    TDLoss: [B] loss, mean |z_j - theta_i| and mean z_j of each example.
   """
   _check_transition(dist_tm1, a_tm1, r_t, discount_t, dist_t_target, rank=3)
   dist_t_selector = dist_t_target if dist_t_online is None else dist_t_online
@@ -124,10 +141,8 @@ def quantile_huber_loss(dist_tm1: Array, a_tm1: Array, r_t: Array, discount_t: A
     rho = weight * huber(u, kappa) / kappa
     return rho.mean(axis=1).sum(axis=0), jnp.abs(u).mean(), target.mean()
 
-  loss, abs_u, target_mean = jax.vmap(per_example)(
-      dist_tm1, a_tm1, r_t, discount_t, dist_t_target, dist_t_selector)
-  info = {"critic/td_error_abs": abs_u.mean(), "critic/target_mean": target_mean.mean()}
-  return loss, info
+  return TDLoss(*jax.vmap(per_example)(
+      dist_tm1, a_tm1, r_t, discount_t, dist_t_target, dist_t_selector))
 
 
 def rem_weights(key: chex.PRNGKey, num_heads: int) -> Array:
@@ -138,7 +153,7 @@ def rem_weights(key: chex.PRNGKey, num_heads: int) -> Array:
 
 def rem_loss(q_heads_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array,
              q_heads_t_target: Array, alpha: Array, gamma: float, kappa: float = 1.0,
-             q_heads_t_online: Optional[Array] = None) -> tuple[Array, dict]:
+             q_heads_t_online: Optional[Array] = None) -> TDLoss:
   """Random Ensemble Mixture: the Huber DQN loss on a random convex mixture of K Q-heads.
 
   One weight vector `alpha` (from `rem_weights`, drawn once per gradient step) mixes both the
@@ -157,7 +172,7 @@ def rem_loss(q_heads_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array,
     q_heads_t_online: optional [B, K, A] online heads at s' (double DQN selection).
 
   Returns:
-    ([B] loss, info) as `dqn_loss`.
+    TDLoss as `dqn_loss`.
   """
   _check_transition(q_heads_tm1, a_tm1, r_t, discount_t, q_heads_t_target, rank=3)
   chex.assert_rank(alpha, 1)
@@ -168,7 +183,7 @@ def rem_loss(q_heads_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array,
                   kappa, q_t_online)
 
 
-def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> tuple[Array, dict]:
+def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> CQLPenalty:
   """Discrete CQL(H) regulariser: cql_weight * (logsumexp_a Q(s, a) - Q(s, a_data)).
 
   The logsumexp runs over all A actions exactly (no sampling is needed in the discrete case).
@@ -181,8 +196,7 @@ def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> tuple[Array, d
     cql_weight: alpha in the paper; 0.0 turns the penalty off (the loss is then exactly 0).
 
   Returns:
-    ([B] weighted penalty, info) with info keys "cql/penalty" (weighted mean), "cql/gap"
-    (unweighted mean), "cql/logsumexp", "cql/q_data".
+    CQLPenalty of [B] arrays.
   """
   chex.assert_rank([q_tm1, a_tm1], [2, 1])
   chex.assert_type(a_tm1, int)
@@ -190,7 +204,4 @@ def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> tuple[Array, d
   logsumexp = jax.nn.logsumexp(q_tm1, axis=-1)
   q_data = jnp.take_along_axis(q_tm1, a_tm1[:, None], axis=-1)[:, 0]
   gap = logsumexp - q_data
-  penalty = cql_weight * gap
-  info = {"cql/penalty": penalty.mean(), "cql/gap": gap.mean(),
-          "cql/logsumexp": logsumexp.mean(), "cql/q_data": q_data.mean()}
-  return penalty, info
+  return CQLPenalty(cql_weight * gap, gap, logsumexp, q_data)

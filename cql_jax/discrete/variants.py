@@ -1,0 +1,38 @@
+"""The discrete agents of the paper's Atari experiments as configurations of the one agent.
+
+    cql_dqn    DQN critic + CQL(H) (the exact logsumexp over actions).
+    cql_qrdqn  QR-DQN critic + CQL(H), the paper's Atari CQL (penalty on the quantile mean).
+    cql_rem    REM critic + CQL(H) (penalty on the step's random mixture of heads).
+    dqn, qrdqn, rem  the batch_rl baselines: the same critics with cql.weight = 0.
+
+As in cql_jax.continuous.variants, a variant only sets structure (the critic's loss) and the
+penalty's weight; sizes, learning rate and the rest come from `base`.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import ml_collections
+
+from cql_jax.discrete import agent as discrete
+
+BASELINES = discrete.LOSSES
+NAMES = tuple(f"cql_{loss}" for loss in discrete.LOSSES) + BASELINES
+
+
+def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None, *,
+                   cql_weight: Optional[float] = None) -> ml_collections.ConfigDict:
+  """A copy of `base` (default: discrete.default_config()) set up as the named variant.
+
+  name: one of NAMES. cql_weight: α of a cql_* variant (default: base's cql.weight); the
+  baselines always get 0.
+  """
+  if name not in NAMES:
+    raise ValueError(f"unknown discrete variant {name!r}; choose from {NAMES}")
+  config = ml_collections.ConfigDict(discrete.default_config() if base is None else base)
+  config.loss = name[len("cql_"):] if name.startswith("cql_") else name
+  if name in BASELINES:
+    config.cql.weight = 0.0
+  elif cql_weight is not None:
+    config.cql.weight = float(cql_weight)
+  return config
