@@ -157,7 +157,8 @@ def sweepable_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
   `sweepable` depends on the config alone, so the agent is built for a stand-in observation
   and action space (building traces nothing).
   """
-  if "loss" in agent_config:  # the discrete family picks a TD loss; the continuous one has none.
+  from cql_jax import agents
+  if agents.is_discrete_config(agent_config):
     from cql_jax.discrete import agent as discrete_agent
     return tuple(discrete_agent.make_discrete_agent(agent_config, (1,), 2).sweepable)
   from cql_jax.continuous import agent as continuous_agent
@@ -166,7 +167,8 @@ def sweepable_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
 
 def _family_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
   """Keys some mode of this agent family sweeps (penalty and Lagrangian on, all parts trained)."""
-  if "loss" in agent_config:
+  from cql_jax import agents
+  if agents.is_discrete_config(agent_config):
     return sweepable_keys(agent_config)
   from cql_jax.configs import base
   full = base.override(ml_collections.ConfigDict({"agent": agent_config}), {
