@@ -2,6 +2,9 @@
 
   cql-jax-train --config=classic:medium-expert --workdir=runs/pendulum-me --seeds=0,1,2,3 \
       [--config.agent.cql.weight=10] [--resume] [--download] [--verbose]
+  # A sweep: settings x seeds in one compiled program (cql_jax.sweep).
+  cql-jax-train ... --sweep=agent.cql.weight=1,5,10 --sweep=agent.critic_lr=3e-4,1e-3   # 3 x 2 grid
+  cql-jax-train ... --sweep_zip=agent.cql.weight=1,5 --sweep_zip=agent.critic_lr=3e-4,1e-3  # zipped
 
 --config takes a config file ("path/to/file.py:variant") or a domain of the package's own
 configs by name ("classic:medium", "locomotion:hopper-medium"); a path under cql_jax/configs/
@@ -36,6 +39,10 @@ flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds, trained together in on
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its latest checkpoint.")
 flags.DEFINE_bool("download", False, "Let Minari download a dataset that is not stored locally.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
+flags.DEFINE_multi_string("sweep", [], "Sweep axis KEY=V1,V2,... (e.g. agent.cql.weight=1,5,10); "
+                          "several --sweep axes form a grid (their product).")
+flags.DEFINE_multi_string("sweep_zip", [], "Sweep axis KEY=V1,V2,... stepped together with the "
+                          "other --sweep_zip axes (equal lengths), crossed with --sweep.")
 flags.DEFINE_bool("verbose", False, "On an error, show the full traceback, not just the message.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -183,12 +190,16 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.get_absl_handler().addFilter(_QuietOrbax())
-  from cql_jax import runner  # local: flag parsing and --help stay fast.
+  from cql_jax import parallel  # local: flag parsing and --help stay fast.
+  parallel.maybe_initialize_distributed()  # before anything touches a device.
+  from cql_jax import runner
+  from cql_jax import sweep
   try:
     config = FLAGS.config  # a config file that failed to load raises here.
     seeds = [int(s) for s in FLAGS.seeds]
+    grid = sweep.Grid.from_flags(FLAGS.sweep, FLAGS.sweep_zip)
     result = runner.train_and_evaluate(config, FLAGS.workdir, seeds, FLAGS.resume,
-                                       download=FLAGS.download, progress=FLAGS.progress)
+                                       download=FLAGS.download, progress=FLAGS.progress, grid=grid)
   except USER_ERRORS as error:
     if FLAGS.verbose:
       raise
@@ -196,6 +207,8 @@ def main(argv):
   logging.info("final: %s", result.results["final_mean"])
   from cql_jax import scores  # pylint: disable=import-outside-toplevel
   print(scores.comparison_text(result.results["final_mean"], result.results["dataset_score"]))
+  if result.results.get("sweep"):
+    print("sweep, final scores per setting over seeds:\n" + sweep.format_table(result.results["sweep"]))
 
 
 def run():

@@ -5,9 +5,14 @@ train.chunk_key(loop key, i). Nothing random is carried between chunks, so a run
 the checkpoint after chunk i replays chunks i+1... exactly, and seed s gets the same keys whether
 it runs alone or inside a sweep.
 
-Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ and tb/mean/ (TensorBoard), wandb/
-(only with config.log.wandb), checkpoints/<step>/ (orbax), results.json (written at the end),
-and .lock while a process owns the directory (cql_jax.workdir_lock).
+Members: the loop trains *members*, each a (hyperparameter setting, seed) pair of a sweep
+(cql_jax.sweep); without a sweep the members are the seeds. They run in one vmapped program,
+on one device or split over a Mesh of every device (config.layout, cql_jax.parallel).
+
+Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ (a sweep: tb/<member name>/) and
+tb/mean/ (TensorBoard), wandb/ (only with config.log.wandb), checkpoints/<step>/ (orbax),
+results.json (written at the end), and .lock while a process owns the directory
+(cql_jax.workdir_lock).
 
 Start-up order: lock the workdir, check a saved run against this one, load the data and build
 the agent, and only then write config.json, so a start that fails (a missing dataset, a bad
@@ -31,7 +36,7 @@ from cql_jax import agents
 from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import scores
-from cql_jax import train
+from cql_jax import sweep
 from cql_jax import workdir_lock
 from cql_jax import writers
 from cql_jax.data import minari_io
@@ -44,8 +49,9 @@ _log = logging.getLogger(__name__)
 CONFIG_FILE = "config.json"
 RESULTS_FILE = "results.json"
 # Keys that may change when a run is resumed: training longer is a legitimate continuation, and
-# the logging sinks and the divergence warning threshold do not touch training.
-_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.")
+# the logging sinks, the divergence warning threshold and the device layout do not touch
+# training.
+_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.", "layout")
 # The agents' metric for the mean Q-value of the sampled dataset actions (continuous, discrete).
 DATA_Q_METRICS = ("critic/q_data", "critic/q_mean")
 
@@ -149,11 +155,12 @@ def load_data(config, download: bool = False, workdir: str = "<workdir>", *,
 # ---------------------------------------------------------------------------
 
 
-def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequence[int],
+def check_finite(metrics: Dict[str, np.ndarray], first_step: int, members: Sequence[str],
                  last_checkpoint: Optional[int]) -> None:
   """Raises NonFiniteMetricError naming the earliest NaN/inf metric of a chunk.
 
-  metrics: name -> [S, T] values of one chunk; first_step: steps done before the chunk.
+  metrics: name -> [M, T] values of one chunk; first_step: steps done before the chunk;
+  members: a label per member for the message, e.g. "seed 0" or "cql.weight=5, seed 0".
   Among metrics that break at the same step, a loss is named first.
   """
   bad = []
@@ -172,7 +179,7 @@ def check_finite(metrics: Dict[str, np.ndarray], first_step: int, seeds: Sequenc
             else "no checkpoint was written yet")
   raise NonFiniteMetricError(
       f"Training diverged: metric '{name}' is {value} at step {first_step + t + 1} "
-      f"(seed {seeds[s]}). Also non-finite in this chunk: {others or 'nothing else'}. The broken "
+      f"({members[s]}). Also non-finite in this chunk: {others or 'nothing else'}. The broken "
       f"state was not checkpointed ({resume}). Check the reward scale (config.data.reward_scale), "
       "lower the learning rates (config.agent.*_lr) or raise config.agent.cql.weight.")
 
@@ -197,35 +204,16 @@ def q_scale(metrics: Dict[str, np.ndarray], bound: Optional[float], factor: floa
   return {"critic/q_bound_ratio": ratio, "warnings/q_divergence": (ratio > factor).astype(np.float64)}
 
 
-def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
+def make_evaluator(agent: Agent, dataset: OfflineDataset, num_members: int, num_episodes: int,
                    gamma: float, deterministic: bool = True, make_env=None):
-  """evaluate(states [S, ...], seed) -> {"eval/return": [S], "eval/normalized_score": [S], ...}.
+  """evaluate(states [M, ...], seed) -> {"eval/return": [M], "eval/normalized_score": [M], ...}.
 
-  All S·num_episodes episodes run in one vector env and one vmapped act call per env step;
-  seed slot k owns env slots [k·num_episodes, (k+1)·num_episodes). make_env(num_envs), when
-  given, builds that vector env instead of the dataset's Gymnasium id (e.g. Atari).
+  sweep.make_member_evaluator (all members' episodes in one vector env) in the dataset's own
+  environment (evaluation.make_eval_env: its recorded spec), unless make_env(num_envs) is given.
   """
-  if dataset.env_id is None and make_env is None:
-    raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
-  act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
-                         in_axes=(0, 0, None)))
   make_env = make_env or functools.partial(evaluation.make_eval_env, dataset)
-
-  def run(states, seed: int) -> Dict[str, np.ndarray]:
-    def policy(obs, key):
-      obs = obs.reshape(num_seeds, num_episodes, *obs.shape[1:])
-      action = np.asarray(act(states, obs, key))
-      return action.reshape(num_seeds * num_episodes, *action.shape[2:])
-    result = evaluation.evaluate(
-        policy, dataset.env_id, num_episodes=num_seeds * num_episodes, seed=seed, gamma=gamma,
-        env_kwargs=dataset.env_kwargs, ref_min=dataset.ref_min_score, ref_max=dataset.ref_max_score,
-        make_env=make_env)
-    per_seed = lambda x: np.asarray(x, np.float64).reshape(num_seeds, num_episodes).mean(axis=1)
-    out = {"eval/return": per_seed(result.returns), "eval/length": per_seed(result.lengths)}
-    if result.normalized is not None:
-      out["eval/normalized_score"] = per_seed(result.normalized)
-    return out
-  return run
+  return sweep.make_member_evaluator(agent, dataset, num_members, num_episodes, gamma,
+                                     deterministic, make_env)
 
 
 class Setup(NamedTuple):
@@ -260,7 +248,7 @@ def _atari_setup(config, num_seeds: int) -> Setup:
   # Episode scores are reported raw: Atari has no D4RL reference scores.
   info = OfflineDataset(None, config.dataset_id, None, {}, None, None, np.zeros(0),
                         np.zeros((0,)), discrete=True, num_actions=num_actions)
-  evaluate = make_evaluator(
+  evaluate = sweep.make_member_evaluator(
       agent, info, num_seeds, config.eval_episodes, config.agent.gamma, config.eval_deterministic,
       make_env=lambda n: atari_envs.make_atari_vector_env(
           a.game, n, config.eval_seed, max_episode_steps=a.max_episode_steps))
@@ -306,8 +294,9 @@ def _resumable(change: str) -> bool:
              for r in _RESUMABLE_CHANGES)
 
 
-def _check_saved_run(workdir: pathlib.Path, config, seeds, resume: bool) -> None:
-  """Refuses to overwrite a run, or to resume one with other seeds or another config."""
+def _check_saved_run(workdir: pathlib.Path, config, seeds, resume: bool,
+                     sweep_json: Optional[dict] = None) -> None:
+  """Refuses to overwrite a run, or to resume one with other seeds, sweep or config."""
   saved_path = workdir / CONFIG_FILE
   if not saved_path.exists():
     return
@@ -319,6 +308,11 @@ def _check_saved_run(workdir: pathlib.Path, config, seeds, resume: bool) -> None
   if saved["seeds"] != list(seeds):
     raise ValueError(f"--seeds={','.join(map(str, seeds))} differs from the run's seeds "
                      f"{saved['seeds']} in {workdir}; resume with the same seeds.")
+  difference = sweep.resume_difference(saved.get("sweep"), sweep_json)
+  if difference:
+    raise sweep.SweepError(f"cannot resume {workdir} with a different sweep: {difference}. "
+                           "Resume with the same --sweep/--sweep_zip flags, or choose a new "
+                           "--workdir.")
   changes = [d for d in _diff(saved["config"], _config_json(config)) if not _resumable(d)]
   if changes:
     raise ValueError(f"cannot resume {workdir} with a different config; changed: {changes}. "
@@ -348,12 +342,13 @@ def _check_schedule(config) -> None:
                        f"config.steps_per_chunk={k}.")
 
 
-def _make_writers(config, workdir, seeds, purge_step):
+def _make_writers(config, workdir, seeds, purge_step, run_names=None):
   log = config.get("log") or ml_collections.ConfigDict()
   return writers.make_writers(
       workdir, seeds, purge_step=purge_step, tensorboard=log.get("tensorboard", True),
       wandb=log.get("wandb", False), wandb_project=log.get("wandb_project", "cql_jax"),
-      wandb_mode=log.get("wandb_mode", "offline"), config=_config_json(config))
+      wandb_mode=log.get("wandb_mode", "offline"), config=_config_json(config),
+      run_names=run_names)
 
 
 def _summary_from_log(records, steps_per_chunk: int, q_factor: float) -> Dict[str, Any]:
@@ -379,8 +374,9 @@ def _summary_from_log(records, steps_per_chunk: int, q_factor: float) -> Dict[st
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequence[int] = (0,),
                        resume: bool = False, *, download: bool = False,
-                       progress: bool = True) -> RunResult:
-  """Trains len(seeds) seeds of `config` together and writes everything under `workdir`.
+                       progress: bool = True, grid: Optional[sweep.Grid] = None,
+                       memory_limit_bytes: Optional[int] = None) -> RunResult:
+  """Trains every member (seed, or sweep setting × seed) of `config` together under `workdir`.
 
   Args:
     config: a domain config (cql_jax/configs/<domain>.py).
@@ -390,9 +386,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     resume: continue from the latest checkpoint in `workdir` (or start if there is none).
     download: let Minari download missing datasets.
     progress: show a tqdm bar with steps/s and the latest mean evaluation score.
+    grid: a sweep (cql_jax.sweep.Grid); its settings × seeds are the members. None: the seeds.
+    memory_limit_bytes: device memory the sweep must fit in (default: the device's own).
 
   Returns:
-    RunResult with the final state (stacked on [S]) and the results.json contents.
+    RunResult with the final state (stacked on [M] members) and the results.json contents.
   """
   seeds = [int(s) for s in seeds]
   if not seeds or len(set(seeds)) != len(seeds):
@@ -402,27 +400,36 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
   created = _make_workdir(workdir)
   try:
     with workdir_lock.hold(workdir):
-      return _run(config, workdir, seeds, resume, download, progress)
+      return _run(config, workdir, seeds, resume, download, progress, grid, memory_limit_bytes)
   finally:
     if created and workdir.is_dir() and not any(workdir.iterdir()):
       workdir.rmdir()  # a start that failed before writing anything leaves no trace.
 
 
-def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, progress: bool
-         ) -> RunResult:
-  _check_saved_run(workdir, config, seeds, resume)
-  setup = prepare(config, len(seeds), download, str(workdir))
-  writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config), "seeds": seeds})
-  agent, data, evaluate = setup.agent, setup.data, setup.evaluate
-  num_seeds, k = len(seeds), config.steps_per_chunk
+def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, progress: bool,
+         grid, memory_limit_bytes) -> RunResult:
+  # [members] A sweep's settings × seeds (or the seeds), checked with their device layout and
+  # memory before config.json is written or anything compiles.
+  plan = sweep.plan(config, grid, seeds)
+  members, k = plan.members, config.steps_per_chunk
+  primary = jax.process_index() == 0  # one process writes files; orbax coordinates its own.
+  if primary:
+    _check_saved_run(workdir, config, seeds, resume, plan.to_json())
+  setup = prepare(plan.program_config(config), plan.num_members, download, str(workdir))
+  layout = sweep.check_program(config, plan, setup.agent, setup.data, setup.sample,
+                               memory_limit_bytes)
+  if primary:
+    writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config),
+                                                      "seeds": seeds, "sweep": plan.to_json()})
+  program = sweep.build_program(config, plan, setup.agent, setup.data, setup.sample, layout)
+  state, loop_keys, data, chunk, chunk_keys = program
+  evaluate = setup.evaluate
+  names = [m.name for m in members] if plan.grid is not None else None
+  labels = [m.label for m in members]
   num_chunks = config.num_steps // k
+  # [end members]
   bound = None if setup.max_abs_reward is None else q_bound(setup.max_abs_reward, config.agent.gamma)
   q_factor = float(config.get("q_divergence_factor", 10.0))
-
-  init_keys, loop_keys = train.seed_keys(seeds)
-  state = jax.jit(jax.vmap(agent.init))(init_keys)
-  chunk = train.compile_chunk(agent, config.batch_size, k, num_seeds=num_seeds, sample=setup.sample)
-  chunk_keys = jax.jit(train.chunk_keys)
 
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   start_chunk = 0
@@ -431,8 +438,11 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     start_chunk = int(meta["next_chunk"])
     _log.info("resumed %s at step %d", workdir, start_chunk * k)
   last_checkpoint = start_chunk * k if start_chunk else None
-  writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
-  writer = _make_writers(config, workdir, seeds, start_chunk * k + 1 if resume else None)
+  if primary:
+    writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
+  writer = (_make_writers(config, workdir, [m.seed for m in members],
+                          start_chunk * k + 1 if resume else None, names)
+            if primary else writers.MultiWriter([]))
   history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
              for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
   eval_due = lambda step: step % config.eval_every == 0 or step == config.num_steps
@@ -462,29 +472,29 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
       t0 = time.time()
       keys = chunk_keys(loop_keys, index)
       state, metrics = chunk(state, data, keys)
-      metrics = jax.device_get(metrics)  # name -> [S, k]
-      check_finite(metrics, index * k, seeds, last_checkpoint)
+      metrics = jax.device_get(metrics)  # name -> [M, k]
+      check_finite(metrics, index * k, labels, last_checkpoint)
       step = (index + 1) * k
       seconds = time.time() - t0
       means = {n: v.mean(axis=-1) for n, v in metrics.items()}
       scale = q_scale(means, bound, q_factor)
-      for s, flag in zip(seeds, scale.get("warnings/q_divergence", ())):
-        if flag and s not in warned:
-          warned.add(s)
+      for m, flag in enumerate(scale.get("warnings/q_divergence", ())):
+        if flag and m not in warned:
+          warned.add(m)
           q_name = next(n for n in DATA_Q_METRICS if n in means)
           _log.warning(
-              "Q is diverging (seed %d, step %d): mean Q on the data is %.4g, %.1f times the "
+              "Q is diverging (%s, step %d): mean Q on the data is %.4g, %.1f times the "
               "bound max|r|/(1-gamma) = %.4g that the rewards allow (threshold "
               "config.q_divergence_factor=%g). Lower the learning rates (config.agent.*lr), "
-              "raise the CQL weight or check the reward scale.", s, step,
-              float(means[q_name][seeds.index(s)]),
-              float(scale["critic/q_bound_ratio"][seeds.index(s)]), bound, q_factor)
+              "raise the CQL weight or check the reward scale.", labels[m], step,
+              float(means[q_name][m]), float(scale["critic/q_bound_ratio"][m]), bound, q_factor)
       writer.write(step, "train", {**means, **scale, "steps_per_second": k / seconds})
       bar.update(k)
       # The checkpoint comes first, so an evaluation that fails loses no training.
       if ckpt_due(step):
         writer.flush()
-        ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds})
+        ckpt.save(step, state, {"next_chunk": index + 1, "step": step, "seeds": seeds,
+                                "members": names})
         last_checkpoint = step
       if eval_due(step):
         run_evaluation(step)
@@ -502,5 +512,10 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
       "evals": history, "wall_seconds_this_session": time.time() - started, "q_bound": bound,
       **_summary_from_log(writers.read_jsonl(workdir / writers.METRICS_FILE), k, q_factor),
   }
-  writers.atomic_write_json(workdir / RESULTS_FILE, results)
+  if plan.grid is not None:
+    results["members"] = [{"name": m.name, "seed": m.seed, "setting": dict(m.setting)}
+                          for m in members]
+    results["sweep"] = sweep.summary(plan, final) if final else []
+  if primary:
+    writers.atomic_write_json(workdir / RESULTS_FILE, results)
   return RunResult(state=state, results=results)

@@ -24,7 +24,7 @@ _SCRIPT = textwrap.dedent("""
     return max(float(np.max(np.abs(np.asarray(x) - np.asarray(y))))
                for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)))
 
-  def compare(agent, data, batch, steps, num_seeds, seed_shards):
+  def compare(agent, data, batch, steps, num_seeds, member_shards):
     if num_seeds is None:
       init_key, key = jax.random.key(0), jax.random.key(7)
     else:
@@ -32,14 +32,14 @@ _SCRIPT = textwrap.dedent("""
       key = train.chunk_keys(loop_keys, 0)
     ref = train.init_states(agent, init_key, num_seeds)
     ref, ref_metrics = train.compile_chunk(agent, batch, steps, num_seeds)(ref, data, key)
-    mesh = parallel.make_mesh(seed_shards)
+    mesh = parallel.make_mesh(member_shards)
     state = train.init_states(agent, init_key, num_seeds)
     state = (parallel.replicate(state, mesh) if num_seeds is None
-             else parallel.shard_seeds(state, mesh))
+             else parallel.shard_members(state, mesh))
     chunk = parallel.compile_data_parallel_chunk(agent, batch, steps, mesh, num_seeds)
     data_rep = parallel.replicate(data, mesh)
     key_rep = (parallel.replicate(key, mesh) if num_seeds is None
-               else parallel.shard_seeds(key, mesh))
+               else parallel.shard_members(key, mesh))
     compiled = chunk.lower(state, data_rep, key_rep).compile()
     assert "all-reduce" in compiled.as_text(), "gradients are not reduced across devices"
     state, metrics = compiled(state, data_rep, key_rep)
@@ -86,7 +86,7 @@ def test_bad_batch_split_raises():
   mesh = parallel.make_mesh(1, jax.devices()[:1])
   with pytest.raises(ValueError):
     parallel.make_mesh(2, jax.devices()[:1])
-  assert mesh.shape == {"seed": 1, "data": 1}
+  assert mesh.shape == {"member": 1, "data": 1}
 
 
 def test_no_distributed_init_without_environment(monkeypatch):

@@ -60,6 +60,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.log.wandb = False            # Weights & Biases (needs the [wandb] extra); files in wandb/.
   c.log.wandb_project = "cql_jax"
   c.log.wandb_mode = "offline"   # "offline": `wandb sync <workdir>/wandb/wandb/offline-run-*` later.
+
+  # Devices: "auto" (every device; members split over as many as divide their number, each
+  # batch over the rest), "single" (one device) or "MxD" (cql_jax.parallel.choose_layout).
+  c.layout = "auto"
   return c
 
 
