@@ -230,6 +230,14 @@ def test_bc_learns_to_imitate_and_leaves_critic_alone(data):
   assert not any(k.startswith("critic/") for k in last)
 
 
+def test_variant_configs_leave_their_base_untouched():
+  base = cql.default_config()
+  for name in variants.NAMES + ("ensemble_4",):
+    variants.variant_config(name, base)
+  variants.policy_evaluation_config(base, maximize_data_term=False)
+  assert base.to_dict() == cql.default_config().to_dict()
+
+
 def test_unknown_variant_raises():
   config = tiny_config()
   config.cql.variant = "bogus"

@@ -8,7 +8,7 @@ Losses return arrays (or a NamedTuple of arrays); the agent names and logs the m
 """
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import chex
 import jax

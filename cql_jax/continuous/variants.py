@@ -30,7 +30,7 @@ def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None
 
   name: one of NAMES, or "ensemble_<E>" for offline SAC with E critics.
   """
-  config = ml_collections.ConfigDict(cql.default_config() if base is None else base)
+  config = (cql.default_config() if base is None else base).copy_and_resolve_references()
   if name == "cql_h":
     config.cql.variant = "H"
   elif name == "cql_rho":
@@ -61,7 +61,7 @@ def policy_evaluation_config(base: Optional[ml_collections.ConfigDict] = None, *
   The penalty's first term is E_{a~π}[Q(s, a)] (variant "pi"), the backup has no entropy bonus
   (so Q estimates the return of π itself), and the actor and temperature are frozen.
   """
-  config = ml_collections.ConfigDict(cql.default_config() if base is None else base)
+  config = (cql.default_config() if base is None else base).copy_and_resolve_references()
   config.policy_evaluation = True
   config.algorithm = "cql"
   config.backup_entropy = False

@@ -29,7 +29,7 @@ def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None, 
   """
   if name not in NAMES:
     raise ValueError(f"unknown discrete variant {name!r}; choose from {NAMES}")
-  config = ml_collections.ConfigDict(discrete.default_config() if base is None else base)
+  config = (discrete.default_config() if base is None else base).copy_and_resolve_references()
   config.loss = name[len("cql_"):] if name.startswith("cql_") else name
   if name in BASELINES:
     config.cql.weight = 0.0
