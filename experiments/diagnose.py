@@ -40,9 +40,15 @@ from cql_jax.evaluation import evaluate_agent, seed_state
 from cql_jax.makers import cartpole, pendulum
 
 FLAGS = flags.FLAGS
-DATASETS = {"pend-expert": ("pendulum", "expert"), "pend-me": ("pendulum", "medium-expert"),
-            "pend-mr": ("pendulum", "medium-replay"), "cp-me": ("cartpole", "medium-expert"),
-            "cp-mr": ("cartpole", "medium-replay")}
+# name -> (family, kind, version, episodes (None: the maker's default), dataset seed). Version 1
+# of CartPole medium-expert is a second, smaller draw (20 episodes, seed 1): the same policies,
+# less coverage, to see whether a setting that wins on version 0 still wins on other data.
+DATASETS = {"pend-expert": ("pendulum", "expert", 0, None, 0),
+            "pend-me": ("pendulum", "medium-expert", 0, None, 0),
+            "pend-mr": ("pendulum", "medium-replay", 0, None, 0),
+            "cp-me": ("cartpole", "medium-expert", 0, None, 0),
+            "cp-me-small": ("cartpole", "medium-expert", 1, 20, 1),
+            "cp-mr": ("cartpole", "medium-replay", 0, None, 0)}
 
 # Method name -> (variant or "discrete", overrides of the agent config). Continuous runs start from
 # base.short_budget_agent_config(64); discrete ones from cql_jax/configs/cartpole.py's agent.
@@ -84,7 +90,7 @@ def define_flags():
   flags.DEFINE_integer("eval_episodes", 10, "Episodes per seed per evaluation.")
   flags.DEFINE_string("out", "results/diagnose.jsonl", "JSONL of finished runs.")
   flags.DEFINE_string("workdirs", "runs/diagnose", "Per-run workdirs (plot.py layout).")
-  flags.mark_flag_as_required("runs")
+  flags.DEFINE_list("plot", None, "Instead of training: draw results/*.png from these JSONL files.")
 
 
 def episode_bounds(t) -> np.ndarray:
@@ -143,11 +149,11 @@ def q_probe(config, dataset, discrete: bool):
 
 def run(name: str, settings: dict) -> dict:
   data_name, method = name.split("/")
-  family, kind = DATASETS[data_name]
+  family, kind, version, episodes, data_seed = DATASETS[data_name]
   discrete = family == "cartpole"
   if discrete:
-    cartpole.ensure_cartpole_datasets([kind])
-    dataset = minari_io.load_dataset(cartpole.dataset_id(kind))
+    cartpole.ensure_cartpole_datasets([kind], num_episodes=episodes, seed=data_seed, version=version)
+    dataset = minari_io.load_dataset(cartpole.dataset_id(kind, version))
   else:
     pendulum.ensure_pendulum_datasets([kind])
     dataset = minari_io.load_dataset(pendulum.dataset_id(kind))
@@ -201,8 +207,29 @@ def run(name: str, settings: dict) -> dict:
           "seconds": time.time() - start}
 
 
+LABELS = {"cql": "CQL(H)", "bc": "BC", "sac": "offline SAC", "dcql": "DQN + CQL(H)",
+          "dqn": "DQN (offline)", "dcql-d3rlpy": "CQL, d3rlpy settings"}
+PANELS = [("Pendulum expert", "pend-expert", ["cql", "bc", "sac"]),
+          ("Pendulum medium-expert", "pend-me", ["cql", "bc", "sac"]),
+          ("CartPole medium-expert", "cp-me", ["dcql", "dqn", "dcql-d3rlpy"]),
+          ("CartPole medium-expert, small draw", "cp-me-small", ["dcql", "dqn", "dcql-tgt8000"])]
+
+
+def draw(paths, out_dir="results") -> None:
+  records = load_records(paths)
+  panels = [p for p in PANELS if any(f"{p[1]}/{m}" in records for m in p[2])]
+  print("wrote", plot_scores(records, panels, pathlib.Path(out_dir) / "curves.png", FLAGS.workdirs,
+                             LABELS))
+  q_names = [n for n in ("pend-expert/cql", "pend-me/cql", "pend-expert/sac", "cp-me/dcql",
+                         "cp-me/dcql-d3rlpy") if n in records]
+  print("wrote", plot_q(records, q_names, pathlib.Path(out_dir) / "q_at_s0.png", LABELS))
+
+
 def main(argv):
   del argv
+  if FLAGS.plot:
+    draw(FLAGS.plot)
+    return
   settings = {"num_steps": FLAGS.num_steps, "num_seeds": FLAGS.num_seeds,
               "eval_every": FLAGS.eval_every, "eval_episodes": FLAGS.eval_episodes}
   done = set()
@@ -223,3 +250,84 @@ def main(argv):
 if __name__ == "__main__":
   define_flags()
   app.run(main)
+
+
+def load_records(paths) -> dict:
+  """name -> record, from diagnosis JSONL files (later lines win)."""
+  records = {}
+  for path in paths:
+    with open(path) as f:
+      for line in f:
+        r = json.loads(line)
+        records[r["name"]] = r
+  return records
+
+
+def plot_scores(records: dict, panels, out_path, workdirs: str, labels=None) -> pathlib.Path:
+  """One panel per dataset: mean ± std over seeds of each method's normalized score.
+
+  panels: [(title, dataset, [methods])]. Curves are read from the runs' workdirs with
+  experiments.plot.learning_curve (the runner's metrics.jsonl layout); the dashed line is the
+  dataset's own mean score.
+  """
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  from experiments import plot
+
+  labels = labels or {}
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.4), squeeze=False)
+  for ax, (title, data_name, methods) in zip(axes.flat, panels):
+    behaviour = None
+    for method in methods:
+      name = f"{data_name}/{method}"
+      if name not in records:
+        continue
+      steps, values = plot.learning_curve(pathlib.Path(workdirs) / data_name / method)
+      mean, std = values.mean(1), values.std(1)
+      ax.plot(steps, mean, marker="o", ms=3, label=f"{labels.get(method, method)} ({values.shape[1]} seeds)")
+      ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
+      behaviour = records[name]["behaviour_score"]
+    if behaviour is not None:
+      ax.axhline(behaviour, color="k", ls="--", lw=1, label="dataset's own score")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlabel("gradient steps")
+    ax.set_ylabel("normalized score")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out_path, dpi=110)
+  plt.close(fig)
+  return out_path
+
+
+def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
+  """Per run: Q(s0, π(s0)) against the policy's measured discounted return and the data's."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  labels = labels or {}
+  names = [n for n in names if n in records]
+  fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.3), squeeze=False)
+  for ax, name in zip(axes.flat, names):
+    r = records[name]
+    c = {k: np.asarray(v, np.float64) for k, v in r["curves"].items()}
+    for key, label in (("q_s0_pi", "Q(s0, π(s0))"), ("disc_return", "π's discounted return"),
+                       ("q_s0_data", "Q(s0, a_data)")):
+      mean, std = c[key].mean(1), c[key].std(1)
+      ax.plot(c["step"], mean, marker="o", ms=3, label=label)
+      ax.fill_between(c["step"], mean - std, mean + std, alpha=0.2)
+    ax.axhline(r["data_disc_return_s0"], color="k", ls="--", lw=1, label="data's discounted return")
+    ax.set_title(labels.get(name, name), fontsize=10)
+    ax.set_xlabel("gradient steps")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  out_path = pathlib.Path(out_path)
+  out_path.parent.mkdir(parents=True, exist_ok=True)
+  fig.savefig(out_path, dpi=110)
+  plt.close(fig)
+  return out_path
