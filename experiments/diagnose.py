@@ -208,7 +208,8 @@ def run(name: str, settings: dict) -> dict:
 
 
 LABELS = {"cql": "CQL(H)", "bc": "BC", "sac": "offline SAC", "dcql": "DQN + CQL(H)",
-          "dqn": "DQN (offline)", "dcql-d3rlpy": "CQL, d3rlpy settings"}
+          "dqn": "DQN (offline)", "dcql-d3rlpy": "CQL, d3rlpy settings",
+          "dcql-tgt8000": "CQL, target period 8000"}
 PANELS = [("Pendulum expert", "pend-expert", ["cql", "bc", "sac"]),
           ("Pendulum medium-expert", "pend-me", ["cql", "bc", "sac"]),
           ("CartPole medium-expert", "cp-me", ["dcql", "dqn", "dcql-d3rlpy"]),
@@ -246,10 +247,6 @@ def main(argv):
       f.flush()
       os.fsync(f.fileno())
 
-
-if __name__ == "__main__":
-  define_flags()
-  app.run(main)
 
 
 def load_records(paths) -> dict:
@@ -321,6 +318,13 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
       ax.plot(c["step"], mean, marker="o", ms=3, label=label)
       ax.fill_between(c["step"], mean - std, mean + std, alpha=0.2)
     ax.axhline(r["data_disc_return_s0"], color="k", ls="--", lw=1, label="data's discounted return")
+    period = METHODS[name.split("/")[1]][1].get("target_update_period")
+    if METHODS[name.split("/")[1]][0] == "discrete":
+      # k hard target syncs = k Bellman iterations from Q = 0: Q <= (1 − γ^k)/(1 − γ) for r = 1.
+      period = period or cartpole_config.get_config().agent.target_update_period
+      k = np.arange(0, c["step"][-1] + 1, 500) // period
+      ax.plot(np.arange(0, c["step"][-1] + 1, 500), (1 - 0.99 ** k) / 0.01, "k:", lw=1,
+              label="(1 − γ^k)/(1 − γ), k = target syncs")
     ax.set_title(labels.get(name, name), fontsize=10)
     ax.set_xlabel("gradient steps")
     ax.grid(alpha=0.3)
@@ -331,3 +335,8 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
   fig.savefig(out_path, dpi=110)
   plt.close(fig)
   return out_path
+
+
+if __name__ == "__main__":
+  define_flags()
+  app.run(main)
