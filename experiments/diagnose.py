@@ -108,6 +108,25 @@ def data_discounted_returns(t, gamma: float) -> np.ndarray:
   return np.array([np.sum(reward[a:b] * gamma ** np.arange(b - a)) for a, b in zip(starts, stops)])
 
 
+def data_truncated_returns(t, gamma: float, horizons) -> np.ndarray:
+  """Mean over episodes of Σ_{t<k} γ^t r_t from each episode's first step, for each k in horizons.
+
+  What a critic that has done k Bellman iterations from Q = 0 can represent at s0, if it
+  follows the data's actions (a rough guide for Polyak targets, where k ≈ steps × polyak).
+  """
+  starts = episode_bounds(t)
+  stops = np.append(starts[1:], len(t.reward))
+  reward = np.asarray(t.reward, np.float64)
+  longest = int(np.max(stops - starts))
+  table = np.zeros((len(starts), longest + 1))   # [episode, k] cumulative discounted returns
+  for i, (a, b) in enumerate(zip(starts, stops)):
+    c = np.cumsum(reward[a:b] * gamma ** np.arange(b - a))
+    table[i, 1:b - a + 1] = c
+    table[i, b - a + 1:] = c[-1]
+  mean = table.mean(0)
+  return np.interp(np.minimum(horizons, longest), np.arange(longest + 1), mean)
+
+
 def agent_config(method: str):
   kind, overrides = METHODS[method]
   if kind == "discrete":
@@ -318,6 +337,15 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
       ax.plot(c["step"], mean, marker="o", ms=3, label=label)
       ax.fill_between(c["step"], mean - std, mean + std, alpha=0.2)
     ax.axhline(r["data_disc_return_s0"], color="k", ls="--", lw=1, label="data's discounted return")
+    data_name, method = name.split("/")
+    family, kind, version, _, _ = DATASETS[data_name]
+    if METHODS[method][0] != "discrete" and family == "pendulum":
+      # Polyak targets: ≈ one Bellman iteration per 1/polyak steps once the critic keeps up.
+      steps = np.arange(0, c["step"][-1] + 1, 250)
+      dataset = minari_io.load_dataset(pendulum.dataset_id(kind))
+      polyak = float(agent_config(method).polyak)
+      ax.plot(steps, data_truncated_returns(dataset.transitions, 0.99, steps * polyak), "k:", lw=1,
+              label="data's k-step return, k = steps × polyak")
     period = METHODS[name.split("/")[1]][1].get("target_update_period")
     if METHODS[name.split("/")[1]][0] == "discrete":
       # k hard target syncs = k Bellman iterations from Q = 0: Q <= (1 − γ^k)/(1 − γ) for r = 1.
