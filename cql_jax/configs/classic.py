@@ -17,7 +17,7 @@ def pendulum_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   base.short_budget_agent_config (critic lr 1e-3, deterministic backup, α = 5); 64-unit layers
   suffice for a 3-d observation.
 
-  Evidence (RESULTS.md): at 8k steps this scores 96–98 on random, medium, medium-replay and
+  Evidence (RESULTS.md): at 8k steps this scores 95–98 on random, medium, medium-replay and
   medium-expert data, ahead of BC on all four. It fails on the narrow expert data (≈ −20 at
   8–12k steps, BC 92 at 10k), and no single change tried there fixes it: α = 50, a 2k-step
   BC warm-start (the CQL actor objective pulls the warm-started policy off the data actions

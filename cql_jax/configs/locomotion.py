@@ -1,8 +1,8 @@
 """MuJoCo locomotion (hopper, halfcheetah, walker2d) on Minari's `mujoco/<env>/<kind>-v0` data.
 
 Variants are "<env>-<kind>", e.g. hopper-medium-expert. Minari's locomotion sets are NOT the D4RL
-ones (Minari notes that not all its datasets match D4RL): they were regenerated on Gymnasium MuJoCo v5 with SB3 policies and carry
-their own reference scores, so D4RL/paper numbers do not transfer. The id mapping chosen here:
+ones (Minari says not all its datasets match D4RL): they were regenerated on Gymnasium MuJoCo
+v5 with SB3 policies and carry their own reference scores, so D4RL/paper numbers do not transfer. The id mapping chosen here:
   <env>-random        -> mujoco/<env>/random-v0
   <env>-simple        -> mujoco/<env>/simple-v0      (Minari only)
   <env>-medium        -> mujoco/<env>/medium-v0
