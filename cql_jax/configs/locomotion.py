@@ -2,7 +2,8 @@
 
 Variants are "<env>-<kind>", e.g. hopper-medium-expert. Minari's locomotion sets are NOT the D4RL
 ones (Minari says not all its datasets match D4RL): they were regenerated on Gymnasium MuJoCo
-v5 with SB3 policies and carry their own reference scores, so D4RL/paper numbers do not transfer. The id mapping chosen here:
+v5 with SB3 policies and carry their own reference scores, so D4RL/paper numbers do not
+transfer. The id mapping chosen here:
   <env>-random        -> mujoco/<env>/random-v0
   <env>-simple        -> mujoco/<env>/simple-v0      (Minari only)
   <env>-medium        -> mujoco/<env>/medium-v0
