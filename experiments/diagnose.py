@@ -51,7 +51,10 @@ DATASETS = {"pend-expert": ("pendulum", "expert", 0, None, 0),
             "cp-mr": ("cartpole", "medium-replay", 0, None, 0)}
 
 # Method name -> (variant or "discrete", overrides of the agent config). Continuous runs start from
-# base.short_budget_agent_config(64); discrete ones from cql_jax/configs/cartpole.py's agent.
+# base.short_budget_agent_config(64); discrete ones from cql_jax/configs/cartpole.py's agent with
+# DISCRETE_BASE on top: the CartPole recipe as it was when these runs were made (its target period
+# has since become 2000, "dcql-tgt2000" here), so that rerunning a name repeats its run.
+DISCRETE_BASE = {"target_update_period": 250}
 D3RLPY = {"lr": 6.25e-5, "target_update_period": 8000, "hidden_sizes": (256, 256),
           "double_dqn": True, "adam_eps": 1e-8}
 METHODS = {
@@ -131,7 +134,7 @@ def agent_config(method: str):
   kind, overrides = METHODS[method]
   if kind == "discrete":
     config = cartpole_config.get_config("medium-expert").agent.copy_and_resolve_references()
-    overrides = {k: v for k, v in overrides.items() if k != "batch"}
+    overrides = {**DISCRETE_BASE, **{k: v for k, v in overrides.items() if k != "batch"}}
   else:
     config = variants.variant_config(kind, base.short_budget_agent_config(64))
   return base.override(config, overrides) if overrides else config
@@ -349,7 +352,7 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
     period = METHODS[name.split("/")[1]][1].get("target_update_period")
     if METHODS[name.split("/")[1]][0] == "discrete":
       # k hard target syncs = k Bellman iterations from Q = 0: Q <= (1 − γ^k)/(1 − γ) for r = 1.
-      period = period or cartpole_config.get_config().agent.target_update_period
+      period = period or DISCRETE_BASE["target_update_period"]
       k = np.arange(0, c["step"][-1] + 1, 500) // period
       ax.plot(np.arange(0, c["step"][-1] + 1, 500), (1 - 0.99 ** k) / 0.01, "k:", lw=1,
               label="(1 − γ^k)/(1 − γ), k = target syncs")
