@@ -1,8 +1,9 @@
 """MuJoCo locomotion (hopper, halfcheetah, walker2d) on Minari's `mujoco/<env>/<kind>-v0` data.
 
 Variants are "<env>-<kind>", e.g. hopper-medium-expert. Minari's locomotion sets are NOT the D4RL
-ones (REFERENCE.md §4): they were regenerated on Gymnasium MuJoCo v5 with SB3 policies and carry
-their own reference scores, so D4RL/paper numbers do not transfer. The id mapping chosen here:
+ones (Minari says not all its datasets match D4RL): they were regenerated on Gymnasium MuJoCo
+v5 with SB3 policies and carry their own reference scores, so D4RL/paper numbers do not
+transfer. The id mapping chosen here:
   <env>-random        -> mujoco/<env>/random-v0
   <env>-simple        -> mujoco/<env>/simple-v0      (Minari only)
   <env>-medium        -> mujoco/<env>/medium-v0
@@ -16,7 +17,13 @@ Variants "cql_jax/<env>-<kind>" use the project's own datasets `cql_jax/<env>/<k
 instead (made by experiments/make_datasets.py with the project's online SAC; kinds random, medium,
 expert, medium-replay, medium-expert), e.g. --config=cql_jax/configs/locomotion.py:cql_jax/hopper-medium-replay.
 Hyperparameters: official/CORL/d3rlpy 3x256 networks, π lr 1e-4, Q lr 3e-4, fixed α = 5
-(JaxCQL, d3rlpy; CORL uses 10), batch 256, 1M steps, deterministic backup (REFERENCE.md §1).
+(JaxCQL, d3rlpy; CORL uses 10), batch 256, 1M steps, deterministic backup (the public
+recipes). These are not re-tuned on the project's own MuJoCo data: no run here has used them
+at their 1M-step budget. What the short-budget runs of RESULTS.md say about reading a shorter
+budget: with Polyak rate 0.005 the target critic does roughly steps × 0.005 Bellman
+iterations, so at 10k steps it is a ≈ 50-step-horizon critic of 1000-step episodes (on
+Pendulum and CartPole the measured Q(s0) followed the iteration count), and a 10k-step
+comparison with BC tests a young critic, not the recipe.
 """
 from __future__ import annotations
 
