@@ -35,7 +35,8 @@ config_flags.DEFINE_config_file(
     "config", None, "Domain config: a file ('cql_jax/configs/locomotion.py:hopper-medium') or a "
     "package domain by name ('locomotion:hopper-medium').", lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (config, metrics, checkpoints, results).")
-flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds, trained together in one vmapped program.")
+flags.DEFINE_list("seeds", ["0"], "Comma-separated seeds or ranges (0,1,2 or 0-7), trained together "
+                  "in one vmapped program.")
 flags.DEFINE_bool("resume", False, "Continue the run in --workdir from its latest checkpoint.")
 flags.DEFINE_bool("download", False, "Let Minari download a dataset that is not stored locally.")
 flags.DEFINE_bool("progress", True, "Show a progress bar.")
@@ -55,6 +56,18 @@ USER_ERRORS = (ValueError, KeyError, OSError, FloatingPointError, ImportError,
 # While parsing flags, a TypeError is ml_collections refusing a value of the wrong type.
 # ml_collections reports an unknown nested key as an AttributeError.
 _PARSE_ERRORS = (*USER_ERRORS, TypeError, AttributeError, flags.Error)
+
+
+def parse_seeds(items: Sequence[str]) -> List[int]:
+  """["0", "2-4"] -> [0, 2, 3, 4]: integers and inclusive ranges A-B."""
+  seeds = []
+  for item in items:
+    first, sep, last = item.strip().partition("-")
+    try:
+      seeds.extend(range(int(first), int(last) + 1) if sep and first else [int(item)])
+    except ValueError:
+      raise ValueError(f"--seeds item {item!r} is not an integer or a range A-B (e.g. 0-7).") from None
+  return seeds
 
 
 def resolve_config_arg(value: str) -> str:
@@ -196,7 +209,7 @@ def main(argv):
   from cql_jax import sweep
   try:
     config = FLAGS.config  # a config file that failed to load raises here.
-    seeds = [int(s) for s in FLAGS.seeds]
+    seeds = parse_seeds(FLAGS.seeds)
     grid = sweep.Grid.from_flags(FLAGS.sweep, FLAGS.sweep_zip)
     result = runner.train_and_evaluate(config, FLAGS.workdir, seeds, FLAGS.resume,
                                        download=FLAGS.download, progress=FLAGS.progress, grid=grid)

@@ -110,3 +110,11 @@ def test_an_existing_run_prints_the_resume_command(tmp_path):
   resume = proc.stderr.split("To continue it:\n", 1)[1].splitlines()[0].strip()
   assert shlex.split(resume) == ["python", "-m", "experiments.train", *args, "--resume"]
   assert (workdir / "config.json").read_text() == "{}" and sorted(os.listdir(workdir)) == ["config.json"]
+
+
+def test_seeds_take_ranges():
+  from cql_jax import cli as cli_module  # pylint: disable=import-outside-toplevel
+  assert cli_module.parse_seeds(["0-3"]) == list(range(4))
+  assert cli_module.parse_seeds(["5", "7-8"]) == [5, 7, 8]
+  with pytest.raises(ValueError, match="range A-B"):
+    cli_module.parse_seeds(["x"])
