@@ -10,7 +10,7 @@ agent the vectors it was trained on.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence, Union
 
 import gymnasium as gym
 import jax
@@ -201,7 +201,7 @@ def check_spaces(dataset, obs_space, act_space, env_name: str) -> None:
 
 
 def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None, *,
-             num_episodes: int = 10, seed: int = 0, gamma: float = 0.99,
+             num_episodes: int = 10, seed: Union[int, Sequence[int]] = 0, gamma: float = 0.99,
              env_kwargs: Optional[dict] = None, ref_min: Optional[float] = None,
              ref_max: Optional[float] = None, key=None, max_steps: int = 100_000,
              make_env: Optional[Callable[[int], gym.vector.VectorEnv]] = None,
@@ -215,13 +215,16 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None,
   own wrappers (Atari's Dopamine preprocessing; make_eval_env for a dataset's own environment).
   obs_keys: dict observations are flattened with flatten_observations(obs, obs_keys) (default:
   all keys, sorted), the loaders' transform.
-  Slot i is reset with seed + i. Returns undiscounted and γ-discounted returns and lengths,
-  and D4RL normalized scores if refs are given.
+  Slot i is reset with seed + i, or with seed[i] when seed is a sequence of num_episodes
+  seeds (a sweep's members replay the same episodes). Returns undiscounted and γ-discounted
+  returns and lengths, and D4RL normalized scores if refs are given.
   """
   from cql_jax import scores  # pylint: disable=import-outside-toplevel
   env = make_vector_env(env_id, num_episodes, env_kwargs) if make_env is None \
       else make_env(num_episodes)
-  key = jax.random.key(seed) if key is None else key
+  seeds = ([int(seed) + i for i in range(num_episodes)] if np.ndim(seed) == 0
+           else [int(s) for s in seed])
+  key = jax.random.key(seeds[0]) if key is None else key
   keys = [key]
 
   def act(obs):
@@ -234,7 +237,7 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None,
     return obs
 
   try:
-    records = rollout.run_episodes(env, act, [seed + i for i in range(num_episodes)],
+    records = rollout.run_episodes(env, act, seeds,
                                    obs_transform=transform, max_steps=max_steps)
   finally:
     env.close()
