@@ -402,35 +402,58 @@ def _nbytes(aval) -> int:
   return int(np.prod(aval.shape, dtype=np.int64)) * np.dtype(dtype).itemsize
 
 
-def _intermediate_bytes(jaxpr) -> int:
-  """Sum of every value a jaxpr computes, sub-jaxprs included: no schedule can need more."""
-  total = 0
-  for eqn in jaxpr.eqns:
-    subs = []
-    for param in eqn.params.values():
-      for p in (param if isinstance(param, (tuple, list)) else (param,)):
-        inner = getattr(p, "jaxpr", p)
-        if hasattr(inner, "eqns"):
-          subs.append(inner)
-    if subs:
-      total += sum(_intermediate_bytes(s) for s in subs)
-    else:
-      total += sum(_nbytes(v.aval) for v in eqn.outvars)
-  return total
+def _sub_jaxprs(eqn):
+  for param in eqn.params.values():
+    for p in (param if isinstance(param, (tuple, list)) else (param,)):
+      inner = getattr(p, "jaxpr", p)
+      if hasattr(inner, "eqns"):
+        yield inner
+
+
+def _peak_bytes(jaxpr) -> int:
+  """Most bytes alive at once, inputs excluded, while jaxpr's equations run in their order.
+
+  A value lives from the equation that makes it to its last use; a sub-jaxpr (a jit or scan
+  body) adds its own peak while its equation runs. XLA fuses and reorders, which usually needs
+  less, so this errs on the safe side (it is not a bound on every schedule).
+  """
+  skip = lambda v: type(v).__name__ in ("Literal", "DropVar")
+  last = {}
+  for i, eqn in enumerate(jaxpr.eqns):
+    for v in eqn.invars:
+      if not skip(v):
+        last[v] = i
+  for v in jaxpr.outvars:
+    if not skip(v):
+      last[v] = len(jaxpr.eqns)
+  alive, live, peak = {}, 0, 0
+  for i, eqn in enumerate(jaxpr.eqns):
+    inner = max((_peak_bytes(sub) for sub in _sub_jaxprs(eqn)), default=0)
+    outs = [v for v in eqn.outvars if not skip(v)]
+    made = sum(_nbytes(v.aval) for v in outs)
+    peak = max(peak, live + inner + made)
+    for v in outs:
+      alive[v] = _nbytes(v.aval)
+      live += alive[v]
+    for v in list(eqn.invars) + outs:
+      if not skip(v) and v in alive and last.get(v, i) <= i:
+        live -= alive.pop(v)
+  return peak
 
 
 class MemoryEstimate(NamedTuple):
   """Bytes on one device. dataset: the copy every device holds; the rest per member:
-  state (held twice: a chunk's input and output), one update's intermediates (an upper
-  bound: their sum), and a chunk's stacked metrics."""
+  state (held twice: a chunk's input and output), activations (the peak of one update's
+  intermediates alive at once, see _peak_bytes) and a chunk's stacked metrics."""
   dataset: int
   state: int
   activations: int
   metrics: int
 
-  @property
-  def per_member(self) -> int:
-    return 2 * self.state + self.activations + self.metrics
+
+# Headroom on the activation estimate: it matched XLA's own temp-buffer size to within 10% on
+# the CPU (tests/test_sweep.py), and allocators fragment.
+ACTIVATION_MARGIN = 1.25
 
 
 def estimate_memory(agent: Agent, data, batch_size: int, steps_per_chunk: int,
@@ -451,7 +474,7 @@ def estimate_memory(agent: Agent, data, batch_size: int, steps_per_chunk: int,
   metrics = jax.eval_shape(step, state, data, key)[1]
   tree_bytes = lambda t: sum(_nbytes(x) for x in jax.tree.leaves(t))
   return MemoryEstimate(dataset=tree_bytes(data), state=tree_bytes(state),
-                        activations=_intermediate_bytes(closed.jaxpr),
+                        activations=_peak_bytes(closed.jaxpr),
                         metrics=tree_bytes(metrics) * steps_per_chunk)
 
 
@@ -472,7 +495,8 @@ def check_memory(estimate: MemoryEstimate, num_members: int, member_shards: int 
   (and so its activations) further.
   """
   limit = device_memory_bytes() if limit_bytes is None else int(limit_bytes)
-  per_member = 2 * estimate.state + estimate.activations / data_shards + estimate.metrics
+  activations = ACTIVATION_MARGIN * estimate.activations / data_shards
+  per_member = 2 * estimate.state + activations + estimate.metrics
   per_device = math.ceil(num_members / member_shards)
   need = estimate.dataset + per_device * per_member
   if need <= limit:
@@ -481,9 +505,9 @@ def check_memory(estimate: MemoryEstimate, num_members: int, member_shards: int 
   fit = int(room // per_member) * member_shards
   mb = lambda b: f"{b / 2**20:,.1f} MB"
   raise SweepError(
-      f"{num_members} members do not fit in device memory: by an upper-bound estimate a device "
+      f"{num_members} members do not fit in device memory: by an estimate from shapes a device "
       f"needs {mb(need)} ({per_device} members × {mb(per_member)}: state {mb(estimate.state)} "
-      f"twice, one update's intermediates {mb(estimate.activations / data_shards)}, a chunk's "
+      f"twice, one update's peak intermediates with {ACTIVATION_MARGIN:g}× headroom {mb(activations)}, a chunk's "
       f"metrics {mb(estimate.metrics)}; plus the dataset's {mb(estimate.dataset)}) and has "
       f"{mb(limit)}. About {fit} members fit on {member_shards * data_shards} device(s): sweep "
       "fewer settings or seeds (or split the grid over several workdirs), use more devices, or "

@@ -174,20 +174,37 @@ def test_memory_estimate_counts_state_data_and_activations():
   assert estimate.metrics == 10 * sum(4 * int(np.prod(v.shape)) for v in metrics.values())
 
 
+def test_the_activation_estimate_is_close_to_xlas_own_buffer_size():
+  """XLA's memory analysis of one compiled update is the independent measure."""
+  agent, data = _tiny_agent((32, 32), 10), _data(1000)
+  estimate = sweep.estimate_memory(agent, data, batch_size=64, steps_per_chunk=1)
+  from cql_jax.data import buffer
+
+  def step(state, d, key):
+    batch_key, update_key = jax.random.split(key)
+    return agent.update(state, buffer.sample_batch(d, batch_key, 64), update_key)
+  state = jax.eval_shape(agent.init, jax.random.key(0))
+  compiled = jax.jit(step).lower(state, data, jax.random.key(0)).compile()
+  xla = compiled.memory_analysis().temp_size_in_bytes
+  assert 0.5 * xla <= estimate.activations <= 2.0 * xla, (estimate.activations, xla)
+  assert estimate.activations * sweep.ACTIVATION_MARGIN >= xla
+
+
 def test_members_that_do_not_fit_are_refused_with_how_many_would():
   estimate = sweep.MemoryEstimate(dataset=1000, state=100, activations=800, metrics=50)
-  per_member = 2 * 100 + 800 + 50
+  per_member = 2 * 100 + 800 * sweep.ACTIVATION_MARGIN + 50
   sweep.check_memory(estimate, 10, limit_bytes=1000 + 10 * per_member)
   with pytest.raises(sweep.SweepError) as error:
     sweep.check_memory(estimate, 11, limit_bytes=1000 + 10 * per_member)
   assert "11 members do not fit" in str(error.value) and "About 10 members fit" in str(error.value)
   # Four member shards: each device holds a quarter of the members.
   sweep.check_memory(estimate, 40, member_shards=4, limit_bytes=1000 + 10 * per_member)
-  # Two data shards halve each member's activations: 2·100 + 400 + 50 = 650 per member, so
-  # 10 · 1050 bytes hold 16 members.
-  sweep.check_memory(estimate, 16, data_shards=2, limit_bytes=1000 + 10 * per_member)
-  with pytest.raises(sweep.SweepError, match="About 16 members fit"):
-    sweep.check_memory(estimate, 17, data_shards=2, limit_bytes=1000 + 10 * per_member)
+  # Two data shards halve each member's activations: 2·100 + 400·margin + 50 per member.
+  half = 2 * 100 + 400 * sweep.ACTIVATION_MARGIN + 50
+  fit = int(10 * per_member // half)
+  sweep.check_memory(estimate, fit, data_shards=2, limit_bytes=1000 + 10 * per_member)
+  with pytest.raises(sweep.SweepError, match=f"About {fit} members fit"):
+    sweep.check_memory(estimate, fit + 1, data_shards=2, limit_bytes=1000 + 10 * per_member)
 
 
 # --------------------------------------------------------------------------- layouts
