@@ -19,9 +19,10 @@ def pendulum_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
 
   Evidence (RESULTS.md): at 8k steps this scores 95–98 on random, medium, medium-replay and
   medium-expert data, ahead of BC on all four. It fails on the narrow expert data (≈ −20 at
-  8–12k steps, BC 92 at 10k), and no single change tried there fixes it: α = 50, a 2k-step
-  BC warm-start (the CQL actor objective pulls the warm-started policy off the data actions
-  within 2k steps), a temperature fixed at ≈ 0 (no better). There the critic's Q on the data
+  8–12k steps, BC 92 at 10k), and no single change tried there fixes it: α = 50 and a
+  2k-step BC warm-start are slightly better and still far below BC (the CQL actor objective
+  pulls the warm-started policy off the data actions within 2k steps); a temperature fixed at
+  ≈ 0, actor lr 1e-4 and a Lagrangian τ = 5 are worse. There the critic's Q on the data
   keeps falling below the data's own returns (the over-fitting signature of Kumar et al.,
   2021) while it still over-rates its own policy by ≈ 400 at s0: the policy leaves the
   states the expert data covers. So the defaults stay; on near-deterministic single-policy data
