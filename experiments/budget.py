@@ -101,7 +101,8 @@ def finished_results(workdir, config: ml_collections.ConfigDict, seeds) -> Optio
     results = json.loads((workdir / runner.RESULTS_FILE).read_text())
   except FileNotFoundError:
     return None
-  same = saved == {"config": json.loads(config.to_json_best_effort()), "seeds": list(seeds)}
+  same = (saved.get("sweep") is None and saved["seeds"] == list(seeds)
+          and saved["config"] == json.loads(config.to_json_best_effort()))
   return results if same and results["num_steps"] == config.num_steps else None
 
 
