@@ -11,9 +11,10 @@ The 64-member sweep is 16 settings (CQL weight zipped with critic lr) × 4 seeds
 Besides steps/s it prints what a profile would be asked first:
   chunk s / sync s   wall seconds per chunk, and the part spent copying its metrics to the host
                      after the device finished (the runner's per-chunk host sync);
-  fixed s            (1 seed) per-chunk overhead from chunks of two lengths: t(K) = fixed +
-                     K · per-step (dispatch, sync, loop set-up); us/step is then the time of one
-                     update (for the other cases: chunk time / steps);
+  fixed s            per-chunk overhead from one seed's chunks of two lengths (the last row,
+                     printed last as it costs a compile): t(K) = fixed + K · per-step (dispatch,
+                     sync, loop set-up); us/step is then one update's time (elsewhere: chunk
+                     time / steps);
   TFLOP/s            XLA's FLOP count / time: far below the chip's fp32 peak (~67 TFLOP/s on an
                      H200) with few FLOPs per kernel means launch-bound;
   kernels/step       fusions + library calls in the compiled module (≈ kernels per update);
@@ -66,26 +67,43 @@ def main():
             f"{'chunk s':>8} {'sync s':>7} {'fixed s':>8} {'us/step':>8} {'TFLOP/s':>8} "
             f"{'kern/step':>9} {'compile s':>9}")
   print(header, flush=True)
+
+  def save():  # after every case, so a run cut short by its timeout still leaves its numbers.
+    if args.json:
+      with open(args.json, "w") as f:
+        json.dump({"jax": jax.__version__, "device": device.device_kind, "rows": rows}, f,
+                  indent=1)
+
+  def show(name, r):
+    tflops = "-" if r["tflops_per_s"] is None else f"{r['tflops_per_s']:.2f}"
+    fixed = "-" if r.get("fixed_s") is None else f"{r['fixed_s']:.4f}"
+    print(f"{name:<16} {r['members']:>3} {r['layout']:>6} {r['steps_per_s']:>9.1f} "
+          f"{r['member_steps_per_s']:>15.1f} {r['chunk_s']:>8.3f} {r['sync_s']:>7.4f} "
+          f"{fixed:>8} {r['us_per_step']:>8.1f} {tflops:>8} {r['kernels_per_step'] or '-':>9} "
+          f"{r['compile_s']:>9.1f}", flush=True)
+
   for name, grid, seeds in cases:
     try:
       r = bench.measure(hidden, grid, seeds, steps, chunks, data, batch)
-      r.update(case=name, fixed_s=None, us_per_step=r["chunk_s"] / steps * 1e6)
-      if grid is None and len(seeds) == 1:
-        # A second chunk length separates the fixed per-chunk cost from the per-step cost
-        # (one seed only: that is where launches and syncs weigh most; it costs a compile).
-        r_short = bench.measure(hidden, grid, seeds, short, chunks, data, batch)
-        per_step = (r["chunk_s"] - r_short["chunk_s"]) / (steps - short)
-        r.update(fixed_s=r["chunk_s"] - steps * per_step, us_per_step=per_step * 1e6,
-                 short_chunk_s=r_short["chunk_s"], short_steps=short)
+      r.update(case=name, us_per_step=r["chunk_s"] / steps * 1e6)
       rows.append(r)
-      tflops = "-" if r["tflops_per_s"] is None else f"{r['tflops_per_s']:.2f}"
-      fixed = "-" if r["fixed_s"] is None else f"{r['fixed_s']:.4f}"
-      print(f"{name:<16} {r['members']:>3} {r['layout']:>6} {r['steps_per_s']:>9.1f} "
-            f"{r['member_steps_per_s']:>15.1f} {r['chunk_s']:>8.3f} {r['sync_s']:>7.4f} "
-            f"{fixed:>8} {r['us_per_step']:>8.1f} {tflops:>8} {r['kernels_per_step'] or '-':>9} "
-            f"{r['compile_s']:>9.1f}", flush=True)
+      show(name, r)
+      save()
     except Exception:  # pylint: disable=broad-except
       print(f"{name}: FAILED\n{traceback.format_exc()}", flush=True)
+  # Last, as it costs one more compile: one seed with chunks of another length separates the
+  # fixed per-chunk cost (dispatch, sync, loop set-up) from the time of one update.
+  if rows and rows[0]["case"] == "1 seed":
+    try:
+      one = rows[0]
+      r = bench.measure(hidden, None, [0], short, chunks, data, batch)
+      per_step = (one["chunk_s"] - r["chunk_s"]) / (steps - short)
+      one.update(fixed_s=one["chunk_s"] - steps * per_step, us_per_step=per_step * 1e6,
+                 short_chunk_s=r["chunk_s"], short_steps=short)
+      show("1 seed (fit)", one)
+      save()
+    except Exception:  # pylint: disable=broad-except
+      print(f"fixed-cost fit: FAILED\n{traceback.format_exc()}", flush=True)
   for r in rows:
     goal = GOALS.get(r["case"])
     if goal is not None and not args.smoke:
@@ -93,9 +111,6 @@ def main():
       print(f"goal {r['case']}: {rate:,.0f} vs {goal:,.0f} -> "
             f"{'met' if rate >= goal else 'NOT met'}", flush=True)
   print(f"total {time.time() - t_start:.0f} s", flush=True)
-  if args.json:
-    with open(args.json, "w") as f:
-      json.dump({"jax": jax.__version__, "device": device.device_kind, "rows": rows}, f, indent=1)
 
 
 if __name__ == "__main__":

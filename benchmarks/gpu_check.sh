@@ -11,7 +11,9 @@
 #       cloudpickle==3.1.3 Farama-Notifications==0.0.6
 # and carried with the run (carry: [".whl"]). PyYAML (which ml-collections imports) is not
 # pure Python; flax needs it too, so the image has it. Writes $OUT/gpu_check.json when $OUT is set.
-# Ends within 8 minutes (a hard timeout of 470 s on the Python part).
+# Ends within 8 minutes (a hard timeout of 470 s on the Python part; GPU_CHECK_TIMEOUT changes
+# it: --smoke on a busy CPU, where each of its four compiles can take a minute or two, needs
+# more). The numbers print as each case finishes.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 PY="${PYTHON:-python3}"
@@ -36,4 +38,4 @@ done
 json=()
 [[ -n "${OUT:-}" ]] && json=(--json="$OUT/gpu_check.json")
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,clocks.max.sm --format=csv
-timeout 470 "$PY" -m benchmarks.gpu_check "$@" "${json[@]}"
+timeout "${GPU_CHECK_TIMEOUT:-470}" "$PY" -m benchmarks.gpu_check "$@" "${json[@]}"

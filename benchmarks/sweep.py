@@ -134,7 +134,7 @@ def main():
   data = synthetic_data()
   print(f"jax {jax.__version__}, {jax.device_count()} x {jax.devices()[0].device_kind}; "
         f"batch 256, N = 10 per source; median of {args.chunks} chunks", flush=True)
-  print(f"{'network':<16} {'M':>3} {'layout':>6} {'steps':>5} {'member-steps/s':>15} "
+  print(f"{'network':<22} {'M':>3} {'layout':>6} {'steps':>5} {'member-steps/s':>15} "
         f"{'vs 1-by-1':>9} {'chunk s':>8} {'sync s':>7} {'compile s':>9}", flush=True)
   rows = []
   for name in args.sizes.split(","):
@@ -145,7 +145,7 @@ def main():
       r["network"] = f"{name} {'x'.join(map(str, SIZES[name]))}"
       one = one or (r["member_steps_per_s"] if m == 1 else None)
       ratio = f"{r['member_steps_per_s'] / one:.2f}x" if one else "-"
-      print(f"{r['network']:<16} {m:>3} {r['layout']:>6} {steps:>5} "
+      print(f"{r['network']:<22} {m:>3} {r['layout']:>6} {steps:>5} "
             f"{r['member_steps_per_s']:>15.1f} {ratio:>9} {r['chunk_s']:>8.3f} "
             f"{r['sync_s']:>7.4f} {r['compile_s']:>9.1f}", flush=True)
       rows.append(r)
