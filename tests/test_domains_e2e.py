@@ -80,7 +80,7 @@ def test_antmaze_lagrange_threshold_reproduces_the_source_code(variant):
   for _ in range(5):
     gap = rng.normal(0.0, 3.0, size=2).astype(np.float32)
     alpha_prime = float(rng.uniform(0.1, 3.0))
-    penalty, dual, _ = losses.cql_penalty(jnp.asarray(gap), config.agent.cql.weight,
+    penalty, dual = losses.cql_penalty(jnp.asarray(gap), config.agent.cql.weight,
                                           jnp.asarray(alpha_prime), config.agent.cql.target_gap)
     terms = [source(alpha_prime, 5.0, float(g)) for g in gap]
     np.testing.assert_allclose(float(penalty), sum(terms), rtol=1e-5, atol=1e-5)
