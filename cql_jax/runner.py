@@ -204,15 +204,16 @@ def q_scale(metrics: Dict[str, np.ndarray], bound: Optional[float], factor: floa
   return {"critic/q_bound_ratio": ratio, "warnings/q_divergence": (ratio > factor).astype(np.float64)}
 
 
-def make_evaluator(agent: Agent, dataset: OfflineDataset, num_members: int, num_episodes: int,
+def make_evaluator(agent: Agent, dataset: OfflineDataset, num_seeds: int, num_episodes: int,
                    gamma: float, deterministic: bool = True, make_env=None):
   """evaluate(states [M, ...], seed) -> {"eval/return": [M], "eval/normalized_score": [M], ...}.
 
+  num_seeds: M, the members (seeds, or settings x seeds) stacked in `states`.
   sweep.make_member_evaluator (all members' episodes in one vector env) in the dataset's own
   environment (evaluation.make_eval_env: its recorded spec), unless make_env(num_envs) is given.
   """
   make_env = make_env or functools.partial(evaluation.make_eval_env, dataset)
-  return sweep.make_member_evaluator(agent, dataset, num_members, num_episodes, gamma,
+  return sweep.make_member_evaluator(agent, dataset, num_seeds, num_episodes, gamma,
                                      deterministic, make_env)
 
 
