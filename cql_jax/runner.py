@@ -36,11 +36,14 @@ from cql_jax import agents
 from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import scores
+from cql_jax import statistics as offline_statistics
 from cql_jax import sweep
 from cql_jax import workdir_lock
 from cql_jax import writers
+from cql_jax.data import buffer
 from cql_jax.data import minari_io
 from cql_jax.data import npz
+from cql_jax.data import split
 from cql_jax.makers import registry
 from cql_jax.types import Agent, OfflineDataset
 
@@ -51,7 +54,8 @@ RESULTS_FILE = "results.json"
 # Keys that may change when a run is resumed: training longer is a legitimate continuation, and
 # the logging sinks, the divergence warning threshold and the device layout do not touch
 # training.
-_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.", "layout")
+_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.", "layout",
+                      "selection.statistics", "selection.num_transitions")
 # The agents' metric for the mean Q-value of the sampled dataset actions (continuous, discrete).
 DATA_Q_METRICS = ("critic/q_data", "critic/q_mean")
 
@@ -229,6 +233,8 @@ class Setup(NamedTuple):
   max_abs_reward: Optional[float] = None
   # scores.dataset_score of the training data ({} when it records no episodes).
   data_score: Optional[Dict[str, float]] = None
+  # statistics(states) -> {"offline/...": [M]} (cql_jax.statistics), or None.
+  statistics: Any = None
 
 
 def _atari_setup(config, num_seeds: int) -> Setup:
@@ -266,11 +272,40 @@ def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<wor
   if config.get("atari") is not None:
     return _atari_setup(config, num_seeds)
   dataset = load_data(config, download, workdir)
+  dataset, held_out = training_split(config, dataset)
   agent = agents.make_agent(config.agent, dataset)
   evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
                             config.eval_deterministic)
   return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate,
-               float(np.max(np.abs(dataset.transitions.reward))), scores.dataset_score(dataset))
+               float(np.max(np.abs(dataset.transitions.reward))), scores.dataset_score(dataset),
+               make_statistics(config, agent, dataset, held_out))
+
+
+def _selection(config):
+  return config.get("selection") or ml_collections.ConfigDict(
+      {"statistics": False, "holdout_fraction": 0.0, "num_transitions": 4096, "seed": 0})
+
+
+def training_split(config, dataset: OfflineDataset):
+  """(training dataset, held-out transitions): config.selection.holdout_fraction of whole
+  episodes kept out of training (cql_jax.data.split), or the dataset and an empty slice."""
+  sel = _selection(config)
+  return split.holdout_split(dataset, float(sel.holdout_fraction), int(sel.seed))
+
+
+def make_statistics(config, agent: Agent, dataset: OfflineDataset, held_out):
+  """The offline statistics function of `agent` on the held-out slice (or, with none held out, a
+  fixed sample of the training transitions), or None when switched off or not available."""
+  sel = _selection(config)
+  if not sel.statistics:
+    return None
+  source = held_out if len(held_out.reward) else dataset.transitions
+  data = offline_statistics.fixed_slice(source, int(sel.num_transitions), int(sel.seed))
+  if not dataset.discrete:
+    data = buffer.scale_actions(data, dataset.action_low, dataset.action_high)
+  return offline_statistics.make_statistics(
+      agent, data, dataset.initial_obs, deterministic=bool(config.eval_deterministic),
+      seed=int(sel.seed))
 
 
 def _config_json(config) -> dict:
@@ -460,6 +495,8 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     history.append({"step": step, **{n: v.tolist() for n, v in eval_scores.items()}})
     key = "eval/normalized_score" if "eval/normalized_score" in eval_scores else "eval/return"
     bar.set_postfix({key.split("/")[1]: f"{eval_scores[key].mean():.1f}"})
+    if setup.statistics is not None:
+      writer.write(step, "offline", setup.statistics(state))
 
   started = time.time()
   warned = set()

@@ -173,6 +173,7 @@ def _family_keys(agent_config: ml_collections.ConfigDict) -> Tuple[str, ...]:
   from cql_jax.configs import base
   full = base.override(ml_collections.ConfigDict({"agent": agent_config}), {
       "agent.cql.lagrange": True, "agent.algorithm": "cql", "agent.policy_evaluation": False,
+      "agent.evaluated_action": "sample",
       "agent.auto_entropy": True})
   return sweepable_keys(full.agent)
 

@@ -103,9 +103,15 @@ class Agent(NamedTuple):
   sweepable: the dotted keys `init` accepts; each lives in the state as an array (state.hparams,
     or the optax.inject_hyperparams state for learning rates). Structural choices (sizes, number
     of critics, variant, whether the penalty is compiled in) are not sweepable.
+  values(state, batch, key, deterministic=True) -> {name: [B]}: the critic's per-transition
+    statistics that offline model selection reads (cql_jax.selection): "q_data" Q(s, a) at the
+    data action, "td_error" the squared Bellman error, "v" Q(s, π(s)) of the agent's policy and,
+    where a penalty is compiled in, "gap" (the penalty's soft-maximum minus Q(s, a)). {} for an
+    agent without a critic (BC); None for agents that do not provide it.
   init, update and act are pure and jit-able; the training loop scans `update` and vmaps seeds.
   """
   init: Any
   update: Any
   act: Any
   sweepable: Tuple[str, ...] = ()
+  values: Any = None

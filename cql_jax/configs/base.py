@@ -54,6 +54,17 @@ def get_config() -> ml_collections.ConfigDict:
   # the data exceeds this many times max|r|/(1-gamma), which no policy's return can exceed.
   c.q_divergence_factor = 10.0
 
+  # Offline model selection (cql_jax.statistics, cql_jax.selection): at every evaluation the
+  # critic's statistics (average data Q, TD error, CQL gap, Q at the start states) on a fixed
+  # slice are written as metrics.jsonl rows of kind "offline". holdout_fraction > 0 keeps that
+  # share of whole episodes out of training and computes them there; 0 (the default, so every
+  # recipe trains on all its data) computes them on a fixed sample of the training data.
+  c.selection = ml_collections.ConfigDict()
+  c.selection.statistics = True
+  c.selection.holdout_fraction = 0.0
+  c.selection.num_transitions = 4096  # size of the fixed slice.
+  c.selection.seed = 0                # which episodes are held out, which transitions sampled.
+
   # Metric sinks besides metrics.jsonl (always written).
   c.log = ml_collections.ConfigDict()
   c.log.tensorboard = True       # tb/seed_<s>/ and tb/mean/.

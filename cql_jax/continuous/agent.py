@@ -63,6 +63,9 @@ def default_config() -> ml_collections.ConfigDict:
   c.bc_steps = 0               # policy trained by behaviour cloning for this many steps first.
   c.algorithm = "cql"          # "cql"; or "bc": actor trained by BC alone, critic never touched.
   c.policy_evaluation = False  # critic of the fixed actor in the state; actor and α frozen.
+  # Which policy a policy-evaluation critic values: "sample" (the stochastic actor, a' ~ π) or
+  # "mode" (tanh of its mean: the deterministic policy that evaluation runs by default).
+  c.evaluated_action = "sample"
   c.max_backup = False         # target max over backup_num_samples a' ~ π(s') of min_E Q'.
   c.backup_num_samples = 10
   c.log_std_min = -5.0
@@ -136,6 +139,7 @@ class Spec:
   subtract_log_num_samples: bool
   maximize_data_term: bool
   max_backup: bool
+  evaluated_mode: bool                # policy evaluation of tanh(mean) rather than of samples.
   backup_num_samples: int
   backup_entropy: bool
   auto_entropy: bool
@@ -153,6 +157,16 @@ def _check_config(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError(f"cql.variant must be one of {VARIANTS}, got {cfg.cql.variant!r}")
   if cfg.algorithm == "bc" and cfg.policy_evaluation:
     raise ValueError("policy_evaluation trains a critic; it cannot be combined with algorithm='bc'")
+  if cfg.evaluated_action not in ("sample", "mode"):
+    raise ValueError(f"evaluated_action must be 'sample' or 'mode', got {cfg.evaluated_action!r}")
+  if cfg.evaluated_action == "mode" and not cfg.policy_evaluation:
+    raise ValueError("evaluated_action='mode' only applies to policy evaluation "
+                     "(policy_evaluation=True); CQL and SAC back up sampled actions.")
+  penalised = bool(cfg.cql.lagrange) or float(cfg.cql.weight) != 0.0
+  if cfg.evaluated_action == "mode" and (cfg.max_backup or (penalised and cfg.cql.variant != "pi")):
+    raise ValueError("evaluated_action='mode' values one action per state: it needs "
+                     "max_backup=False and, with a penalty, cql.variant='pi' "
+                     "(variants.policy_evaluation_config sets both).")
 
 
 def _action_bounds(action_low, action_high) -> Tuple[np.ndarray, np.ndarray]:
@@ -208,6 +222,7 @@ def make_spec(config: ml_collections.ConfigDict, obs_dim: int, action_low, actio
       num_samples=int(cfg.cql.num_samples), temperature=float(cfg.cql.temperature),
       subtract_log_num_samples=bool(cfg.cql.subtract_log_num_samples),
       maximize_data_term=bool(cfg.cql.maximize_data_term), max_backup=bool(cfg.max_backup),
+      evaluated_mode=cfg.evaluated_action == "mode",
       backup_num_samples=int(cfg.backup_num_samples), backup_entropy=bool(cfg.backup_entropy),
       auto_entropy=bool(cfg.auto_entropy),
       target_entropy=(-float(action_dim) if cfg.target_entropy is None
@@ -245,6 +260,19 @@ def policy_samples(spec: Spec, actor_params, obs, key, num_samples: int):
   return networks.sample_tanh_gaussian(mean, log_std, key, num_samples)
 
 
+def evaluated_actions(spec: Spec, actor_params, obs, key, num_samples: int):
+  """The actions of the policy being valued: samples of π, or (evaluated_mode) its mode.
+
+  Returns (actions [B, N, A], log π [B, N]); for the mode N is 1 and log π is zeros (unused:
+  a policy-evaluation backup has no entropy term).
+  """
+  if not spec.evaluated_mode:
+    return policy_samples(spec, actor_params, obs, key, num_samples)
+  del key
+  mean, _ = spec.actor.apply(actor_params, obs)
+  return jnp.tanh(mean)[:, None, :], jnp.zeros(mean.shape[:1] + (1,), mean.dtype)
+
+
 def td_target(spec: Spec, state: CQLState, batch: Transition, key):
   """The Bellman target [B] from the target critics at a' ~ π(·|s'), gradients stopped."""
   entropy_alpha = jnp.exp(state.log_alpha)
@@ -255,7 +283,7 @@ def td_target(spec: Spec, state: CQLState, batch: Transition, key):
     q_t = spec.critic.apply(state.target_critic_params, batch.next_obs, a_t)    # [E, B, N]
     return losses.max_backup_td_target(q_t, batch.reward, batch.discount, gamma,
                                        log_pi_t if spec.backup_entropy else None, entropy_alpha)
-  a_t, log_pi_t = policy_samples(spec, state.actor_params, batch.next_obs, key, 1)
+  a_t, log_pi_t = evaluated_actions(spec, state.actor_params, batch.next_obs, key, 1)
   q_t = spec.critic.apply(state.target_critic_params, batch.next_obs, a_t)[..., 0]  # [E, B]
   return losses.soft_td_target(q_t, batch.reward, batch.discount, gamma,
                                log_pi_t[:, 0] if spec.backup_entropy else None, entropy_alpha)
@@ -274,7 +302,7 @@ def proposal_actions(spec: Spec, actor_params, batch: Transition, rand_key, pi_k
   if not spec.use_penalty:
     return data_action, None
   n, dim = spec.num_samples, spec.action_dim
-  pi_a, pi_logp = policy_samples(spec, actor_params, batch.obs, pi_key, n)
+  pi_a, pi_logp = evaluated_actions(spec, actor_params, batch.obs, pi_key, n)
   if spec.soft_maximum not in ("H", "nonis"):
     del rand_key, pi_next_key
     return jnp.concatenate([data_action, jax.lax.stop_gradient(pi_a)], axis=1), None
@@ -450,6 +478,37 @@ def act(spec: Spec, state: CQLState, obs, key, deterministic: bool = True):
   return offset + jnp.asarray(np.asarray(spec.action_scale, np.float32)) * a
 
 
+def values(spec: Spec, state: CQLState, batch: Transition, key, deterministic: bool = True):
+  """Per-transition critic statistics for offline model selection (cql_jax.selection).
+
+  Returns a dict of [B] arrays: "q_data" (mean over the E critics of Q(s, a) at the data
+  action), "td_error" (mean over critics of (Q(s, a) − target)², the agent's own Bellman target),
+  "v" (min_E Q(s, π(s)): the critic's value of the policy at s, with π's mode when
+  `deterministic`, as evaluation acts) and, when the penalty is compiled in, "gap" (the
+  penalty's soft-maximum at s minus Q(s, a), averaged over critics). Empty for BC, which trains
+  no critic.
+  """
+  if not spec.train_critic:
+    return {}
+  target_key, v_key, rand_key, pi_key, pi_next_key = jax.random.split(key, 5)
+  target = td_target(spec, state, batch, target_key)
+  actions, log_density = proposal_actions(spec, state.actor_params, batch, rand_key, pi_key,
+                                          pi_next_key)
+  q_all = spec.critic.apply(state.critic_params, batch.obs, actions)             # [E, B, 1(+M)]
+  q_tm1 = q_all[..., 0]
+  mean, log_std = spec.actor.apply(state.actor_params, batch.obs)
+  a_pi = (jnp.tanh(mean) if deterministic
+          else networks.sample_tanh_gaussian(mean, log_std, v_key, 1)[0][:, 0])
+  v = jnp.min(spec.critic.apply(state.critic_params, batch.obs, a_pi[:, None, :])[..., 0], axis=0)
+  out = {"q_data": jnp.mean(q_tm1, axis=0), "td_error": jnp.mean((q_tm1 - target) ** 2, axis=0),
+         "v": v}
+  if spec.use_penalty:
+    soft_max = losses.soft_maximum(q_all, log_density, spec.soft_maximum, spec.temperature,
+                                   spec.subtract_log_num_samples)
+    out["gap"] = jnp.mean(soft_max - q_tm1, axis=0)
+  return out
+
+
 def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, action_high) -> Agent:
   """The CQL agent's pure (init, update, act) for observations [O] and Box actions.
 
@@ -459,4 +518,5 @@ def make_cql_agent(config: ml_collections.ConfigDict, obs_dim: int, action_low, 
   """
   spec = make_spec(config, obs_dim, action_low, action_high)
   return Agent(init=functools.partial(init, spec), update=functools.partial(update, spec),
-               act=functools.partial(act, spec), sweepable=spec.sweepable)
+               act=functools.partial(act, spec), sweepable=spec.sweepable,
+               values=functools.partial(values, spec))

@@ -8,8 +8,9 @@
     ensemble_E offline SAC with E critics in the stacked ensemble (Table 4's Ensemble(E)).
     bc         behaviour cloning: the actor trained by the BC loss only; no critic updates.
 
-Conservative policy evaluation (Section 3.1, μ = π) is `policy_evaluation_config` plus a state
-whose actor comes from another run (`policy_evaluation_state`).
+Conservative policy evaluation (Section 3.1, μ = π) and Fitted Q Evaluation are
+`policy_evaluation_config` (penalty on / off) plus a state whose actor comes from another run
+(`policy_evaluation_state`).
 """
 from __future__ import annotations
 
@@ -55,19 +56,35 @@ def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None
 
 
 def policy_evaluation_config(base: Optional[ml_collections.ConfigDict] = None, *,
-                             maximize_data_term: bool = True) -> ml_collections.ConfigDict:
-  """Conservative OPE of a fixed policy π: Eq. 2 (default) or Eq. 1, with μ = π.
+                             maximize_data_term: bool = True, penalty: bool = True,
+                             evaluated_action: str = "sample", num_critics: int = 1,
+                             max_backup: bool = False) -> ml_collections.ConfigDict:
+  """The critic of a fixed policy π, trained on the dataset (the actor and temperature frozen).
 
-  The penalty's first term is E_{a~π}[Q(s, a)] (variant "pi"), the backup has no entropy bonus
-  (so Q estimates the return of π itself), and the actor and temperature are frozen.
+  penalty=True is the paper's conservative policy evaluation (Section 3.1, μ = π): the
+  penalty's first term is E_{a~π}[Q(s, a)] (variant "pi"), Eq. 2 by default or Eq. 1 with
+  maximize_data_term=False, with base's α (cql.weight; Lagrange off). penalty=False is Fitted Q
+  Evaluation: cql.weight = 0, the plain Bellman backup of π.
+  Either way the backup has no entropy bonus (Q estimates the return of π itself) and, unless
+  asked, one critic and a single-sample target: the min over two target critics (num_critics=2)
+  or the max over sampled actions (max_backup=True) add pessimism or optimism beyond Eq. 2, so
+  they are opt-in rather than inherited from base.
+  evaluated_action: "sample" values the stochastic actor, "mode" the deterministic policy
+    tanh(mean) that evaluation runs (config.eval_deterministic).
   """
   config = (cql.default_config() if base is None else base).copy_and_resolve_references()
   config.policy_evaluation = True
   config.algorithm = "cql"
   config.backup_entropy = False
   config.bc_steps = 0
+  config.num_critics = num_critics
+  config.max_backup = max_backup
+  config.evaluated_action = evaluated_action
   config.cql.variant = "pi"
+  config.cql.lagrange = False
   config.cql.maximize_data_term = maximize_data_term
+  if not penalty:
+    config.cql.weight = 0.0
   return config
 
 

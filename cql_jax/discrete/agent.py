@@ -53,6 +53,10 @@ def default_config() -> ml_collections.ConfigDict:
   config.torso = "cnn"  # "cnn" (uint8 [84, 84, 4] frames) | "mlp" (float vectors)
   config.hidden_sizes = (256, 256)  # mlp torso only
   config.epsilon = 0.001  # act() exploration rate when not deterministic (paper's eval epsilon)
+  # Value a fixed policy instead of improving one: the greedy policy of state.policy_params (a
+  # network of this architecture, frozen) gives a' in the target, and the penalty's first term
+  # is Q(s, π(s)) (μ = π, Eq. 2). cql.weight = 0 makes it Fitted Q Evaluation.
+  config.policy_evaluation = False
   return config
 
 
@@ -65,12 +69,15 @@ class DiscreteAgentState(flax.struct.PyTreeNode):
   hparams:       {"cql.weight": float32, "gamma": float32, "target_update_period": int32},
                  each shape=(); the sweepable scalars the update reads.
   step:          shape=(), dtype=int32; gradient steps taken so far.
+  policy_params: policy evaluation only: the frozen network whose greedy action is the policy
+                 being valued (cql_jax.discrete.variants.policy_evaluation_state); else None.
   """
   params: Any
   target_params: Any
   opt_state: Any
   hparams: Dict[str, jax.Array]
   step: jax.Array
+  policy_params: Any = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,6 +93,7 @@ class Spec:
   num_actions: int
   obs_shape: Tuple[int, ...]
   obs_dtype: Any
+  policy_evaluation: bool
   defaults: Tuple[Tuple[str, Any], ...]  # config value of every SWEEPABLE key.
   sweepable: Tuple[str, ...] = SWEEPABLE
 
@@ -104,6 +112,7 @@ def make_spec(config: ml_collections.ConfigDict, obs_shape: Sequence[int], num_a
               epsilon=float(config.epsilon), num_actions=int(num_actions),
               obs_shape=tuple(obs_shape),
               obs_dtype=jnp.uint8 if config.torso == "cnn" else jnp.float32,
+              policy_evaluation=bool(config.get("policy_evaluation", False)),
               defaults=hyperparams.config_values(config, SWEEPABLE))
 
 
@@ -115,18 +124,44 @@ def init(spec: Spec, key, hparams=None) -> DiscreteAgentState:
   # held twice in one donated argument is rejected.
   target_params = jax.tree.map(jnp.copy, params)
   opt_state = hyperparams.with_learning_rate(spec.optimizer.init(params), hp.pop("lr"))
+  # Policy evaluation values the frozen policy_params (set by variants.policy_evaluation_state);
+  # a copy of the initial network holds the place so the state's structure is fixed at init.
+  policy_params = jax.tree.map(jnp.copy, params) if spec.policy_evaluation else None
   return DiscreteAgentState(params=params, target_params=target_params, opt_state=opt_state,
-                            hparams=hp, step=jnp.zeros((), jnp.int32))
+                            hparams=hp, step=jnp.zeros((), jnp.int32), policy_params=policy_params)
 
 
-def td_loss(spec: Spec, params, target_params, gamma, batch: Transition, key):
+def greedy(spec: Spec, params, obs):
+  """[B] int32 argmax_a of the network's mean Q(s, a) (quantile mean, head mean)."""
+  return jnp.argmax(networks.mean_q(spec.network.apply(params, obs), spec.loss),
+                    axis=-1).astype(jnp.int32)
+
+
+def _policy_selector(spec: Spec, state: DiscreteAgentState, obs, like):
+  """A selector for the losses' a* = argmax (the double-DQN slot) that picks π(s') of the frozen
+  policy: its one-hot, broadcast to the shape of the target output `like`. None when the agent
+  is not evaluating a fixed policy."""
+  if not spec.policy_evaluation:
+    return None
+  one_hot = jax.nn.one_hot(greedy(spec, state.policy_params, obs), spec.num_actions)
+  if spec.loss == "qrdqn":
+    one_hot = one_hot[..., None]                  # [B, A, 1]: the quantile mean is the one-hot
+  elif spec.loss == "rem":
+    one_hot = one_hot[:, None, :]                 # [B, 1, A]: any convex mix of heads keeps it
+  return jnp.broadcast_to(one_hot, like.shape)
+
+
+def td_loss(spec: Spec, params, state: DiscreteAgentState, batch: Transition, key):
   """The configured TD loss, and the Q [B, A] at s that the penalty acts on."""
+  gamma = state.hparams["gamma"]
   action = batch.action.astype(jnp.int32)
   out_tm1 = spec.network.apply(params, batch.obs)
-  out_t = spec.network.apply(target_params, batch.next_obs)
+  out_t = spec.network.apply(state.target_params, batch.next_obs)
   # Double DQN picks a* with the online net; its gradient must not flow through that choice.
-  out_t_online = (jax.lax.stop_gradient(spec.network.apply(params, batch.next_obs))
-                  if spec.double_dqn else None)
+  # Policy evaluation picks it with the frozen policy instead.
+  out_t_online = _policy_selector(spec, state, batch.next_obs, out_t)
+  if out_t_online is None and spec.double_dqn:
+    out_t_online = jax.lax.stop_gradient(spec.network.apply(params, batch.next_obs))
   args = (action, batch.reward, batch.discount)
   if spec.loss == "dqn":
     td = losses.dqn_loss(out_tm1, *args, out_t, gamma, spec.kappa, out_t_online)
@@ -140,11 +175,18 @@ def td_loss(spec: Spec, params, target_params, gamma, batch: Transition, key):
   return td, jnp.einsum("bka,k->ba", out_tm1, alpha)
 
 
+def _penalty(spec: Spec, state: DiscreteAgentState, q_tm1, batch: Transition):
+  """CQL(H)'s logsumexp penalty, or with policy evaluation μ = π: Q(s, π(s)) − Q(s, a)."""
+  policy_action = (greedy(spec, state.policy_params, batch.obs) if spec.policy_evaluation
+                   else None)
+  return losses.cql_penalty(q_tm1, batch.action.astype(jnp.int32), state.hparams["cql.weight"],
+                            policy_action)
+
+
 def critic_loss(spec: Spec, params, state: DiscreteAgentState, batch: Transition, key):
   """Mean TD loss + mean CQL(H) penalty, and the metrics, by name."""
-  hp = state.hparams
-  td, q_tm1 = td_loss(spec, params, state.target_params, hp["gamma"], batch, key)
-  cql = losses.cql_penalty(q_tm1, batch.action.astype(jnp.int32), hp["cql.weight"])
+  td, q_tm1 = td_loss(spec, params, state, batch, key)
+  cql = _penalty(spec, state, q_tm1, batch)
   mean_td = td.loss.mean()
   loss = mean_td + cql.penalty.mean()
   metrics = {"critic/td_error_abs": td.td_error_abs.mean(), "critic/target_mean": td.target.mean(),
@@ -172,14 +214,32 @@ def update(spec: Spec, state: DiscreteAgentState, batch: Transition, key):
 
 def act(spec: Spec, state: DiscreteAgentState, obs, key, deterministic=True):
   """obs [B, *obs_shape] -> [B] int32: greedy, or ε-greedy when not deterministic."""
-  q = networks.mean_q(spec.network.apply(state.params, obs), spec.loss)
-  greedy = jnp.argmax(q, axis=-1).astype(jnp.int32)
+  greedy_action = greedy(spec, state.params, obs)
   explore_key, action_key = jax.random.split(key)
-  explore = jax.random.uniform(explore_key, greedy.shape) < spec.epsilon
-  random_action = jax.random.randint(action_key, greedy.shape, 0, spec.num_actions, jnp.int32)
+  explore = jax.random.uniform(explore_key, greedy_action.shape) < spec.epsilon
+  random_action = jax.random.randint(action_key, greedy_action.shape, 0, spec.num_actions,
+                                     jnp.int32)
   # `deterministic` may be a Python bool or a traced one; where() serves both.
   explore = jnp.logical_and(explore, jnp.logical_not(deterministic))
-  return jnp.where(explore, random_action, greedy)
+  return jnp.where(explore, random_action, greedy_action)
+
+
+def values(spec: Spec, state: DiscreteAgentState, batch: Transition, key, deterministic=True):
+  """Per-transition critic statistics for offline model selection (cql_jax.selection).
+
+  Returns [B] arrays: "q_data" Q(s, a) (quantile mean; REM: the step's random mixture), "td_error"
+  (target − Q(s, a))² with the agent's own target, "v" Q(s, π(s)) for the greedy policy (of
+  state.policy_params under policy evaluation) and "gap" the penalty's term (logsumexp_a Q(s, a)
+  − Q(s, a), or Q(s, π(s)) − Q(s, a) under policy evaluation). `deterministic` is accepted for
+  the Agent contract; the greedy policy is what evaluation runs (ε only adds noise).
+  """
+  del deterministic
+  td, q_tm1 = td_loss(spec, state.params, state, batch, key)
+  cql = _penalty(spec, state, q_tm1, batch)
+  policy = state.policy_params if spec.policy_evaluation else state.params
+  v = jnp.take_along_axis(q_tm1, greedy(spec, policy, batch.obs)[:, None], axis=-1)[:, 0]
+  return {"q_data": cql.q_data, "td_error": (td.target - cql.q_data) ** 2, "v": v,
+          "gap": cql.gap}
 
 
 def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[int],
@@ -200,4 +260,5 @@ def make_discrete_agent(config: ml_collections.ConfigDict, obs_shape: Sequence[i
   """
   spec = make_spec(config, obs_shape, num_actions)
   return Agent(init=functools.partial(init, spec), update=functools.partial(update, spec),
-               act=functools.partial(act, spec), sweepable=spec.sweepable)
+               act=functools.partial(act, spec), sweepable=spec.sweepable,
+               values=functools.partial(values, spec))

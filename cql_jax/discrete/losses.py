@@ -183,8 +183,13 @@ def rem_loss(q_heads_tm1: Array, a_tm1: Array, r_t: Array, discount_t: Array,
                   kappa, q_t_online)
 
 
-def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> CQLPenalty:
+def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float,
+                policy_action: Optional[Array] = None) -> CQLPenalty:
   """Discrete CQL(H) regulariser: cql_weight * (logsumexp_a Q(s, a) - Q(s, a_data)).
+
+  With `policy_action` ([B] int, the greedy action of a fixed policy π) the first term is
+  Q(s, π(s)) instead: Eq. 2 with μ = π, conservative evaluation of π (the field `logsumexp` then
+  holds Q(s, π(s))).
 
   The logsumexp runs over all A actions exactly (no sampling is needed in the discrete case).
   For distributional critics pass the quantile mean, Q(s, a) = mean_i theta_i(s, a); for REM pass
@@ -201,7 +206,10 @@ def cql_penalty(q_tm1: Array, a_tm1: Array, cql_weight: float) -> CQLPenalty:
   chex.assert_rank([q_tm1, a_tm1], [2, 1])
   chex.assert_type(a_tm1, int)
   chex.assert_equal_shape_prefix([q_tm1, a_tm1], 1)
-  logsumexp = jax.nn.logsumexp(q_tm1, axis=-1)
+  if policy_action is None:
+    logsumexp = jax.nn.logsumexp(q_tm1, axis=-1)
+  else:
+    logsumexp = jnp.take_along_axis(q_tm1, policy_action[:, None], axis=-1)[:, 0]
   q_data = jnp.take_along_axis(q_tm1, a_tm1[:, None], axis=-1)[:, 0]
   gap = logsumexp - q_data
   return CQLPenalty(cql_weight * gap, gap, logsumexp, q_data)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Optional
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 
 from cql_jax.discrete import agent as discrete
@@ -36,3 +38,30 @@ def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None, 
   elif cql_weight is not None:
     config.cql.weight = float(cql_weight)
   return config
+
+
+def policy_evaluation_config(base: Optional[ml_collections.ConfigDict] = None, *,
+                             penalty: bool = True) -> ml_collections.ConfigDict:
+  """The critic of a fixed greedy policy π on the dataset (same critic loss as `base`).
+
+  penalty=True: conservative evaluation, Eq. 2 with μ = π (base's cql.weight); False: Fitted Q
+  Evaluation (cql.weight = 0). The target bootstraps Q'(s', π(s')); double DQN does not apply.
+  """
+  config = (discrete.default_config() if base is None else base).copy_and_resolve_references()
+  config.policy_evaluation = True
+  config.double_dqn = False
+  if not penalty:
+    config.cql.weight = 0.0
+  return config
+
+
+def policy_evaluation_state(state: discrete.DiscreteAgentState, policy_params
+                            ) -> discrete.DiscreteAgentState:
+  """`state` (a policy-evaluation agent's init) valuing the greedy policy of `policy_params`
+  (e.g. another run's `state.params`, same architecture), copied so donation never frees them."""
+  want = [jnp.shape(x) for x in jax.tree.leaves(state.params)]
+  got = [jnp.shape(x) for x in jax.tree.leaves(policy_params)]
+  if jax.tree.structure(state.params) != jax.tree.structure(policy_params) or want != got:
+    raise ValueError("policy_params do not match this agent's network (check loss, torso and "
+                     f"hidden_sizes): {got} vs {want}")
+  return state.replace(policy_params=jax.tree.map(jnp.array, policy_params))
