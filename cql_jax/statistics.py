@@ -80,8 +80,6 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
   rms = float(np.sqrt(np.mean(rewards ** 2))) if reward_rms is None else float(reward_rms)
   data, data_w = _padded(transitions)
   starts, start_w = _padded(start_states(initial_obs, transitions.action))
-  key = jax.random.key(seed)
-
   def weighted_means(state, batches, weights, key):
     def one(carry, xs):
       batch, w, k = xs
@@ -91,7 +89,7 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
     _, sums = jax.lax.scan(one, None, (batches, weights, keys))
     return {n: jnp.sum(v) / jnp.sum(weights) for n, v in sums.items()}
 
-  def member(state, data, data_w, starts, start_w):
+  def member(state, data, data_w, starts, start_w, key):
     data_key, start_key = jax.random.split(key)
     on_data = weighted_means(state, data, data_w, data_key)
     if not on_data:
@@ -103,14 +101,17 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
     out["offline/v_initial"] = weighted_means(state, starts, start_w, start_key)["v"]
     return out
 
-  compiled = jax.jit(jax.vmap(member, in_axes=(0, None, None, None, None)))
-  probe = jax.eval_shape(lambda s: agent.values(s, jax.tree.map(lambda x: x[0], data),
-                                                key, deterministic),
-                         jax.eval_shape(agent.init, key))
+  compiled = jax.jit(jax.vmap(member, in_axes=(0, None, None, None, None, None)))
+  probe = jax.eval_shape(
+      lambda s, k: agent.values(s, jax.tree.map(lambda x: x[0], data), k, deterministic),
+      jax.eval_shape(agent.init, jax.random.key(0)), jax.random.key(1))
   if not probe:
     return None
   args = jax.device_put((data, data_w, starts, start_w))
 
   def statistics(states) -> Dict[str, np.ndarray]:
-    return {n: np.asarray(v) for n, v in jax.device_get(compiled(states, *args)).items()}
+    # A fresh key from the same seed at every call: every evaluation, member and sweep draws the
+    # same samples.
+    out = compiled(states, *args, jax.random.key(seed))
+    return {n: np.asarray(v) for n, v in jax.device_get(out).items()}
   return statistics

@@ -1,0 +1,49 @@
+"""Chooses a checkpoint and a sweep member of a finished run without touching the environment.
+
+  python -m experiments.select --workdir=runs/pendulum-sweep \
+      [--estimators=workflow,critic,fqe,conservative] [--fqe_steps=10000]
+
+Reads <workdir>/config.json, metrics.jsonl (the "offline" rows every run records) and the
+checkpoints, scores every (member, checkpoint) with each estimator (cql_jax.selection), prints
+each member's diagnosis and each estimator's choice, and writes <workdir>/selection.json.
+Rank more checkpoints by training with --config.checkpoint_every equal to eval_every and a large
+--config.keep_checkpoints.
+"""
+from __future__ import annotations
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+
+from cql_jax import selection
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", None, "A training run's or sweep's --workdir.")
+flags.DEFINE_list("estimators", list(selection.ESTIMATORS), "Which estimators to run.")
+flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
+flags.DEFINE_float("drop", 0.25, "Workflow: fall after the Q peak, as a share of its range, that "
+                   "reads as over-fitting.")
+flags.DEFINE_float("underfit", 0.5, "Workflow: final relative TD error that reads as "
+                   "under-fitting.")
+flags.DEFINE_float("cql_weight", None, "α of the conservative estimate (default: the run's).")
+flags.DEFINE_integer("seed", 0, "Seed of the policy-evaluation critics.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
+  try:
+    selection.select_run(FLAGS.workdir, FLAGS.estimators, fqe_steps=FLAGS.fqe_steps,
+                         drop=FLAGS.drop, underfit=FLAGS.underfit, cql_weight=FLAGS.cql_weight,
+                         seed=FLAGS.seed)
+  except selection.SelectionError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 1
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
