@@ -106,10 +106,16 @@ def nearest(candidates: Sequence[int], step: int) -> int:
 
 
 def evaluation_agent_config(agent_config: ml_collections.ConfigDict, penalty: bool,
-                            deterministic: bool = True,
-                            cql_weight: Optional[float] = None) -> ml_collections.ConfigDict:
+                            deterministic: bool = True, cql_weight: Optional[float] = None,
+                            overrides: Optional[Dict[str, Any]] = None
+                            ) -> ml_collections.ConfigDict:
   """The policy-evaluation agent for a run's agent config: FQE (penalty off) or the conservative
-  estimate (penalty on, α = cql_weight or the run's own), valuing the policy evaluation runs."""
+  estimate (penalty on, α = cql_weight or the run's own), valuing the policy evaluation runs.
+
+  overrides: agent-config keys for the evaluation critic only, e.g. {"polyak": 0.02} or
+  {"target_update_period": 100}: FQE needs about as many Bellman iterations as the horizon
+  1/(1 − γ), and a training recipe's slow target may give it too few within its budget.
+  """
   if agents.is_discrete_config(agent_config):
     from cql_jax.discrete import variants
     config = variants.policy_evaluation_config(agent_config, penalty=penalty)
@@ -117,6 +123,18 @@ def evaluation_agent_config(agent_config: ml_collections.ConfigDict, penalty: bo
     from cql_jax.continuous import variants
     config = variants.policy_evaluation_config(
         agent_config, penalty=penalty, evaluated_action="mode" if deterministic else "sample")
+  for key, value in (overrides or {}).items():
+    *parents, leaf = key.split(".")
+    node = config
+    for part in parents:
+      node = node[part]
+    if leaf not in node:
+      raise SelectionError(f"unknown evaluation-critic setting {key!r}; valid: "
+                           f"{sorted(k for k in config.keys())}")
+    old = node[leaf]
+    if isinstance(old, bool) and isinstance(value, str):
+      value = value.lower() in ("1", "true", "yes")
+    node[leaf] = type(old)(value) if old is not None else value
   if penalty and cql_weight is not None:
     config.cql.weight = float(cql_weight)
   if penalty and float(config.cql.weight) == 0.0:
@@ -127,8 +145,8 @@ def evaluation_agent_config(agent_config: ml_collections.ConfigDict, penalty: bo
 
 def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: int,
                   batch_size: int = 256, steps_per_chunk: int = 1000, seed: int = 0,
-                  deterministic: bool = True, cql_weight: Optional[float] = None
-                  ) -> Dict[str, np.ndarray]:
+                  deterministic: bool = True, cql_weight: Optional[float] = None,
+                  overrides: Optional[Dict[str, Any]] = None) -> Dict[str, np.ndarray]:
   """Trains one policy-evaluation critic per policy, all in one vmapped program, on `dataset`.
 
   policies: [P]-stacked policy parameters (continuous: actor params; discrete: Q-network params,
@@ -138,7 +156,7 @@ def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: 
   """
   if num_steps % steps_per_chunk:
     raise SelectionError(f"num_steps={num_steps} must be a multiple of {steps_per_chunk}.")
-  config = evaluation_agent_config(agent_config, penalty, deterministic, cql_weight)
+  config = evaluation_agent_config(agent_config, penalty, deterministic, cql_weight, overrides)
   agent = agents.make_agent(config, dataset)
   num = int(jax.tree.leaves(policies)[0].shape[0])
   init_keys, loop_keys = train.seed_keys(range(seed, seed + num))
@@ -245,12 +263,14 @@ def _choice(estimates: np.ndarray, candidates: List[dict]) -> dict:
 
 def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: int = 10_000,
                drop: float = 0.25, underfit: float = 0.5, cql_weight: Optional[float] = None,
-               seed: int = 0, write: bool = True, log=print) -> Dict[str, Any]:
+               fqe_overrides: Optional[Dict[str, Any]] = None, seed: int = 0,
+               write: bool = True, log=print) -> Dict[str, Any]:
   """Ranks every (member, checkpoint) of `workdir` with each estimator; writes selection.json.
 
   estimators: a subset of ESTIMATORS. fqe_steps: gradient steps of each FQE / conservative
   critic. drop, underfit: the workflow's thresholds (see `diagnose`). cql_weight: α of the
-  conservative estimate (default: the run's own). Returns what selection.json holds:
+  conservative estimate (default: the run's own). fqe_overrides: agent-config keys of the
+  evaluation critics (see evaluation_agent_config). Returns what selection.json holds:
   {"candidates": [{"member", "step"}...], "estimates": {estimator: [C]}, "choice":
   {estimator: {"member", "step", "estimate"}}, "diagnosis": {member: {...}}, "settings": {...}}.
   """
@@ -265,7 +285,8 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
   out: Dict[str, Any] = {"workdir": str(run.workdir), "candidates": candidates, "estimates": {},
                          "choice": {}, "evidence": {},
                          "settings": {"fqe_steps": fqe_steps, "drop": drop, "underfit": underfit,
-                                      "cql_weight": cql_weight, "seed": seed}}
+                                      "cql_weight": cql_weight, "seed": seed,
+                                      "fqe_overrides": dict(fqe_overrides or {})}}
 
   def at_checkpoints(name):
     """[C] values of an offline statistic at each candidate's step (nearest recorded step)."""
@@ -316,7 +337,7 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
                              num_steps=fqe_steps, batch_size=int(run.config.batch_size),
                              steps_per_chunk=min(1000, fqe_steps), seed=seed,
                              deterministic=bool(run.config.eval_deterministic),
-                             cql_weight=cql_weight)
+                             cql_weight=cql_weight, overrides=fqe_overrides)
       out["estimates"][name] = values["v_initial"].tolist()
       out["evidence"][name] = {"td_error": values["td_error"].tolist(),
                                "q_data": values["q_data"].tolist()}

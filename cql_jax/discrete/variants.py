@@ -45,11 +45,18 @@ def policy_evaluation_config(base: Optional[ml_collections.ConfigDict] = None, *
   """The critic of a fixed greedy policy π on the dataset (same critic loss as `base`).
 
   penalty=True: conservative evaluation, Eq. 2 with μ = π (base's cql.weight); False: Fitted Q
-  Evaluation (cql.weight = 0). The target bootstraps Q'(s', π(s')); double DQN does not apply.
+  Evaluation (cql.weight = 0). The target bootstraps Q'(s', π(s')); double DQN does not apply;
+  DQN and REM critics regress with the squared error (see below).
   """
   config = (discrete.default_config() if base is None else base).copy_and_resolve_references()
   config.policy_evaluation = True
   config.double_dqn = False
+  if config.loss != "qrdqn":
+    # The squared error of Eq. 2 (a Huber threshold no TD error reaches): with Huber's bounded
+    # gradient, any α above about β(π(s)|s) / (1 − β(π(s)|s)) outweighs the backup and pushes
+    # Q(s, π(s)) to −∞ (measured: −1e6 at α = 1 on a 3-action MDP). QR-DQN keeps its quantile
+    # loss, so its conservative estimate needs a small α.
+    config.kappa = 1e6
   if not penalty:
     config.cql.weight = 0.0
   return config

@@ -1,0 +1,156 @@
+"""How well does each offline estimator choose? Trains small sweeps, selects offline, then scores
+each choice with the online evaluations the selector never read.
+
+  PYTHONPATH=$PWD MINARI_DATASETS_PATH=$PWD/data/minari python -m experiments.selection_study \
+      --studies=pendulum-mr,cartpole-me --workdirs=runs/selection --out=results/selection.json
+
+For each study it trains one sweep (runner.train_and_evaluate; resumable), saving a checkpoint at
+every evaluation, runs cql_jax.selection.select_run on it, and joins the estimates with the true
+normalized score of every (member, checkpoint) from metrics.jsonl's "eval" rows. Per estimator:
+  spearman          rank correlation of estimate and true score over all candidates;
+  spearman_within   the same within each member (over its checkpoints), averaged;
+  regret            best true score of any candidate minus that of the estimator's choice;
+  regret_vs_last    the true score of the last checkpoint of the member that is best at the end
+                    (the usual practice: tune online, report the last checkpoint) minus the
+                    choice's (negative: the offline choice beat it);
+  checkpoint_gain   per member, the true score of the checkpoint the estimator picks within that
+                    member minus that of its last checkpoint, averaged (positive: early stopping
+                    by this estimator helped).
+All in normalized-score points. Writes --out (JSON, one entry per study) and prints tables.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+import numpy as np
+from scipy import stats
+
+from cql_jax import runner
+from cql_jax import selection
+from cql_jax import sweep
+from cql_jax import writers
+from cql_jax.configs import base
+from cql_jax.configs import cartpole
+from cql_jax.configs import classic
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STUDIES) to run.")
+flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
+flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
+flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
+
+# name -> (config, overrides, sweep grid, seeds, FQE critic overrides).
+STUDIES = {
+    "pendulum-mr": (lambda: classic.get_config("medium-replay"),
+                    {"num_steps": 10_000, "eval_every": 2_000, "checkpoint_every": 2_000,
+                     "keep_checkpoints": 100, "eval_episodes": 10},
+                    {"agent.cql.weight": (0.0, 1.0, 5.0)}, (0, 1), {"polyak": 0.02}),
+    "pendulum-expert": (lambda: classic.get_config("expert"),
+                        {"num_steps": 10_000, "eval_every": 2_000, "checkpoint_every": 2_000,
+                         "keep_checkpoints": 100, "eval_episodes": 10},
+                        {"agent.cql.weight": (1.0, 5.0, 20.0)}, (0, 1), {"polyak": 0.02}),
+    "cartpole-me": (lambda: cartpole.get_config("medium-expert"),
+                    {"num_steps": 20_000, "eval_every": 4_000, "checkpoint_every": 4_000,
+                     "keep_checkpoints": 100, "eval_episodes": 10},
+                    {"agent.cql.weight": (0.0, 0.1, 1.0)}, (0, 1), {"target_update_period": 100}),
+}
+
+
+def true_scores(workdir: pathlib.Path, candidates) -> np.ndarray:
+  """[C] mean normalized score (over episodes) of each candidate, from the run's eval rows."""
+  evals = {r["step"]: r for r in writers.read_jsonl(workdir / writers.METRICS_FILE)
+           if r["kind"] == "eval"}
+  names = json.loads((workdir / runner.RESULTS_FILE).read_text())
+  members = [m["name"] for m in names["members"]] if "members" in names else [
+      f"seed_{s}" for s in names["seeds"]]
+  key = "eval/normalized_score"
+  return np.asarray([evals[c["step"]][key][members.index(c["member"])] for c in candidates])
+
+
+def score_estimators(selected: dict, truth: np.ndarray) -> dict:
+  """The study's numbers per estimator (see the module docstring)."""
+  cands = selected["candidates"]
+  members = sorted({c["member"] for c in cands}, key=[c["member"] for c in cands].index)
+  steps = sorted({c["step"] for c in cands})
+  index = {(c["member"], c["step"]): i for i, c in enumerate(cands)}
+  last = {m: truth[index[(m, steps[-1])]] for m in members}
+  best_at_end = max(members, key=lambda m: last[m])
+  out = {"best": float(truth.max()), "last_of_best_member": float(last[best_at_end]),
+         "mean_last": float(np.mean(list(last.values()))), "estimators": {}}
+  for name, estimates in selected["estimates"].items():
+    est = np.asarray(estimates, np.float64)
+    choice = selected["choice"][name]
+    chosen = truth[index[(choice["member"], choice["step"])]]
+    within, gains = [], []
+    for m in members:
+      idx = [index[(m, s)] for s in steps]
+      if len(idx) > 2 and np.ptp(truth[idx]) > 0 and np.ptp(est[idx]) > 0:
+        within.append(stats.spearmanr(est[idx], truth[idx]).statistic)
+      if name == "workflow":
+        pick = index[(m, selected["diagnosis"][m]["checkpoint"])]
+      else:
+        pick = idx[int(np.argmax(est[idx]))]
+      gains.append(truth[pick] - last[m])
+    out["estimators"][name] = {
+        "spearman": float(stats.spearmanr(est, truth).statistic),
+        "spearman_within": float(np.mean(within)) if within else float("nan"),
+        "choice": {**choice, "true_score": float(chosen)},
+        "regret": float(truth.max() - chosen),
+        "regret_vs_last": float(last[best_at_end] - chosen),
+        "checkpoint_gain": float(np.mean(gains))}
+  return out
+
+
+def table(name: str, result: dict) -> str:
+  rows = [f"{name}: best candidate {result['best']:.1f}; last checkpoint of the best member at "
+          f"the end {result['last_of_best_member']:.1f}; mean last checkpoint {result['mean_last']:.1f}",
+          "| estimator | Spearman (all) | Spearman (within member) | choice | its score | regret "
+          "vs best | vs last of best member | checkpoint gain vs last |",
+          "|---|---|---|---|---|---|---|---|"]
+  for est, r in result["estimators"].items():
+    c = r["choice"]
+    rows.append(f"| {est} | {r['spearman']:.2f} | {r['spearman_within']:.2f} | {c['member']} @ "
+                f"{c['step']} | {c['true_score']:.1f} | {r['regret']:.1f} | "
+                f"{r['regret_vs_last']:.1f} | {r['checkpoint_gain']:+.1f} |")
+  return "\n".join(rows)
+
+
+def run_study(name: str) -> dict:
+  make, overrides, grid, seeds, fqe = STUDIES[name]
+  config = base.override(make(), overrides)
+  workdir = pathlib.Path(FLAGS.workdirs) / name
+  runner.train_and_evaluate(config, workdir, seeds, resume=True, progress=False,
+                            grid=sweep.Grid.from_dict(grid))
+  selected = selection.select_run(workdir, fqe_steps=FLAGS.fqe_steps, fqe_overrides=fqe)
+  truth = true_scores(workdir, selected["candidates"])
+  result = score_estimators(selected, truth)
+  result.update(command=f"python -m experiments.selection_study --studies={name} "
+                f"--fqe_steps={FLAGS.fqe_steps}", dataset=config.dataset_id, seeds=list(seeds),
+                grid={k: list(v) for k, v in grid.items()}, overrides=overrides, fqe=fqe,
+                fqe_steps=FLAGS.fqe_steps, true_scores=truth.tolist())
+  return result
+
+
+def main(argv):
+  del argv
+  logging.set_verbosity(logging.WARNING)
+  unknown = [s for s in FLAGS.studies if s not in STUDIES]
+  if unknown:
+    print(f"error: unknown studies {unknown}; choose from {sorted(STUDIES)}", file=sys.stderr)
+    return 1
+  out = pathlib.Path(FLAGS.out)
+  results = json.loads(out.read_text()) if out.exists() else {}
+  for name in FLAGS.studies:
+    results[name] = run_study(name)
+    writers.atomic_write_json(out, results)  # after each study: a stop loses nothing finished.
+    print(table(name, results[name]), flush=True)
+  return 0
+
+
+if __name__ == "__main__":
+  app.run(main)
