@@ -20,6 +20,7 @@ value) leaves nothing behind that stops the same command from being launched aga
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -434,8 +435,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
   created = _make_workdir(workdir)
+  # One process per workdir: on a multi-host launch process 0 owns the directory (and writes
+  # every file); the others train their shards and must not contend for its lock.
+  lock = workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
   try:
-    with workdir_lock.hold(workdir):
+    with lock:
       return _run(config, workdir, seeds, resume, download, progress, grid, memory_limit_bytes)
   finally:
     if created and workdir.is_dir() and not any(workdir.iterdir()):

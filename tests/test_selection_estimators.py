@@ -128,3 +128,62 @@ def test_conservative_estimate_is_eq2s_fixed_point_below_the_true_value(mdp, pol
   assert np.all(conservative["v_initial"] < truth - TOLERANCE), (conservative["v_initial"], truth)
   np.testing.assert_allclose(conservative["v_initial"], conservative_fixed_point(mdp, policies[1]),
                              atol=TOLERANCE)
+
+
+# ---------------------------------------------------------------------------
+# Continuous actions: a problem whose value has a closed form given the policy.
+# ---------------------------------------------------------------------------
+# s ~ U[-1, 1] at every step whatever the action, r(s, a) = −(a − s)², so for any policy
+# V^π(s) = r(s, π(s)) + γ/(1 − γ) · E_{s'}[r(s', π(s'))], the expectation by quadrature.
+
+C_GAMMA = 0.9
+
+
+@pytest.fixture(scope="module")
+def bandit():
+  rng = np.random.default_rng(1)
+  num_episodes, length = 200, 10
+  obs = rng.uniform(-1, 1, size=(num_episodes, length + 1, 1)).astype(np.float32)
+  actions = rng.uniform(-1, 1, size=(num_episodes, length, 1)).astype(np.float32)
+  rewards = -(actions[..., 0] - obs[:, :-1, 0]) ** 2
+  truncations = np.tile(np.r_[np.zeros(length - 1, bool), True], num_episodes)
+  return OfflineDataset.from_arrays(
+      obs.reshape(-1, 1), actions.reshape(-1, 1), rewards.reshape(-1).astype(np.float32),
+      np.zeros(num_episodes * length, bool), truncations, action_low=[-1.0], action_high=[1.0])
+
+
+def continuous_config():
+  from cql_jax.continuous import agent as cql
+  c = cql.default_config()
+  c.actor_hidden_sizes = c.critic_hidden_sizes = (32, 32)
+  c.gamma, c.critic_lr, c.polyak = C_GAMMA, 1e-3, 0.05
+  c.cql.weight = 1.0
+  return c
+
+
+def test_continuous_fqe_and_conservative_estimates(bandit):
+  from cql_jax.continuous import agent as cql
+  config = continuous_config()
+  spec = cql.make_spec(config, 1, [-1.0], [1.0])
+  actors = jax.vmap(lambda k: spec.actor.init(k, np.zeros((1, 1), np.float32)))(
+      jax.random.split(jax.random.key(5), 3))
+  # Distinct policies: the mean head's bias shifts each one's action (true values −3.3, −6.2, −11.5).
+  actors["params"]["mean"]["bias"] = np.asarray([[0.0], [0.6], [-1.5]], np.float32)
+  grid = np.linspace(-1, 1, 2001, dtype=np.float32)[:, None]
+  starts = bandit.initial_obs
+  truth = []
+  for i in range(3):
+    params = jax.tree.map(lambda x: x[i], actors)
+    mode = lambda s: np.tanh(np.asarray(spec.actor.apply(params, s)[0]))[:, 0]
+    reward = lambda s: -(mode(s) - s[:, 0]) ** 2
+    mean_reward = np.trapezoid(reward(grid), grid[:, 0]) / 2.0
+    truth.append(np.mean(reward(starts) + C_GAMMA / (1 - C_GAMMA) * mean_reward))
+  truth = np.asarray(truth)
+  run = lambda penalty: selection.policy_values(config, bandit, actors, penalty=penalty,
+                                                num_steps=6000, batch_size=256, seed=2)
+  fqe, conservative = run(False), run(True)
+  # Values here span about [−4/(1 − γ), 0] = [−40, 0]: 3% of that range.
+  # Measured: errors 0.002, 0.13, 0.47.
+  np.testing.assert_allclose(fqe["v_initial"], truth, atol=0.03 * 4 / (1 - C_GAMMA))
+  assert list(np.argsort(fqe["v_initial"])) == list(np.argsort(truth))
+  assert np.all(conservative["v_initial"] < truth), (conservative["v_initial"], truth)

@@ -10,8 +10,11 @@ from typing import Any, Sequence, Tuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_LOG_2PI = jnp.log(2.0 * jnp.pi)
+# A NumPy constant: a jnp expression here would initialise the JAX backend at import time, before
+# a multi-host launch can call jax.distributed.initialize.
+_LOG_2PI = np.float32(np.log(2.0 * np.pi))
 
 
 class MLP(nn.Module):
