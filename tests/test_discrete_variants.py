@@ -47,3 +47,36 @@ def test_make_agent_dispatches_on_the_config_and_checks_the_data():
   assert agent.sweepable == discrete.SWEEPABLE
   with pytest.raises(minari_io.DatasetError, match="discrete"):
     agents.make_agent(config, _dataset(discrete_actions=False))
+
+
+def test_policy_evaluation_values_a_frozen_policy():
+  base = discrete.default_config()
+  base.torso, base.loss, base.hidden_sizes = "mlp", "dqn", (8,)
+  config = variants.policy_evaluation_config(base)
+  assert config.policy_evaluation and config.cql.weight == base.cql.weight
+  assert variants.policy_evaluation_config(base, penalty=False).cql.weight == 0.0
+  agent = discrete.make_discrete_agent(config, (3,), 2)
+  source = discrete.make_discrete_agent(base, (3,), 2).init(jax.random.key(1))
+  state = variants.policy_evaluation_state(agent.init(jax.random.key(0)), source.params)
+  rng = np.random.default_rng(0)
+  batch = Transition(rng.normal(size=(16, 3)).astype(np.float32), rng.integers(0, 2, 16),
+                     np.ones(16, np.float32), np.ones(16, np.float32),
+                     rng.normal(size=(16, 3)).astype(np.float32))
+  new, metrics = jax.jit(agent.update)(state, batch, jax.random.key(2))
+  for x, y in zip(jax.tree.leaves(source.params), jax.tree.leaves(new.policy_params)):
+    np.testing.assert_array_equal(x, y)          # the policy never moves
+  assert not all(np.array_equal(x, y) for x, y in zip(jax.tree.leaves(state.params),
+                                                      jax.tree.leaves(new.params)))
+  # The penalty's first term is Q(s, π(s)) of the frozen greedy policy (NumPy check).
+  net = discrete.make_spec(config, (3,), 2).network
+  q = np.asarray(net.apply(state.params, batch.obs))
+  pi = np.argmax(np.asarray(net.apply(source.params, batch.obs)), axis=1)
+  np.testing.assert_allclose(metrics["cql/gap"], np.mean(q[np.arange(16), pi]
+                                                         - q[np.arange(16), batch.action]),
+                             rtol=1e-5, atol=1e-6)
+  other = base.copy_and_resolve_references()
+  other.hidden_sizes = (4,)
+  with pytest.raises(ValueError, match="hidden_sizes"):
+    variants.policy_evaluation_state(agent.init(jax.random.key(0)),
+                                     discrete.make_discrete_agent(other, (3,), 2).init(
+                                         jax.random.key(3)).params)

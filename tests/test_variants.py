@@ -275,3 +275,28 @@ def test_write_section_replaces_only_its_section(tmp_path):
   text = path.read_text()
   assert "old a" not in text and "new a" in text and "keep b" in text
   assert text.index("## A") < text.index("## B") < text.index("## C")
+
+
+def test_policy_evaluation_config_is_eq2_unless_asked():
+  base = tiny_config("cql_h", num_critics=2, max_backup=True)
+  base.cql.lagrange = True
+  conservative = variants.policy_evaluation_config(base)
+  assert (conservative.num_critics, conservative.max_backup, conservative.cql.variant,
+          conservative.cql.lagrange, conservative.cql.weight) == (1, False, "pi", False, 5.0)
+  fqe = variants.policy_evaluation_config(base, penalty=False, evaluated_action="mode")
+  assert fqe.cql.weight == 0.0 and fqe.evaluated_action == "mode"
+  assert "cql/gap" not in jax.jit(make(fqe).update)(make(fqe).init(jax.random.key(0)),
+                                                     tiny_data(16), jax.random.key(1))[1]
+  kept = variants.policy_evaluation_config(base, num_critics=2, max_backup=True)
+  assert (kept.num_critics, kept.max_backup) == (2, True)
+
+
+def test_evaluated_mode_is_refused_where_it_has_no_meaning():
+  with pytest.raises(ValueError, match="only applies to policy evaluation"):
+    make(tiny_config("cql_h", evaluated_action="mode"))
+  pe = variants.policy_evaluation_config(tiny_config("cql_h"), evaluated_action="mode")
+  pe.cql.variant = "H"
+  with pytest.raises(ValueError, match="cql.variant='pi'"):
+    make(pe)
+  with pytest.raises(ValueError, match="'sample' or 'mode'"):
+    make(tiny_config("cql_h", evaluated_action="median"))
