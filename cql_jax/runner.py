@@ -389,17 +389,20 @@ def _make_writers(config, workdir, seeds, purge_step, run_names=None):
 
 
 def _summary_from_log(records, steps_per_chunk: int, q_factor: float) -> Dict[str, Any]:
-  """Training time, evaluation time and the first step each seed's Q left its bound, from the
-  whole metrics.jsonl (so a resumed run's summary covers every session)."""
+  """Training time, evaluation time and the first step each seed's (a sweep: each member's) Q
+  left its bound, from the whole metrics.jsonl (so a resumed run's summary covers every
+  session)."""
   train_s = sum(steps_per_chunk / r["steps_per_second"] for r in records
                 if r["kind"] == "train" and r.get("steps_per_second"))
   eval_s = sum(r.get("seconds", 0.0) for r in records if r["kind"] == "eval")
   diverged = {}
   for r in records:
     if r["kind"] == "train" and "warnings/q_divergence" in r:
-      for seed, flag in zip(r["seeds"], r["warnings/q_divergence"]):
-        if flag and str(seed) not in diverged:
-          diverged[str(seed)] = r["step"]
+      # A sweep's members share seeds: key them by member name.
+      names = r.get("members") or [str(s) for s in r["seeds"]]
+      for name, flag in zip(names, r["warnings/q_divergence"]):
+        if flag and name not in diverged:
+          diverged[name] = r["step"]
   return {"train_seconds": train_s, "eval_seconds": eval_s, "q_divergence_first_step": diverged,
           "q_divergence_factor": q_factor}
 
