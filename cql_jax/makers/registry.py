@@ -80,7 +80,11 @@ def _generate(dataset_id: str, generation: Mapping) -> None:
         f"Dataset '{dataset_id}' is in the project's local namespace {module.NAMESPACE}/, which "
         f"holds {module.NAMESPACE}/<kind>-v<N> with kind in {', '.join(module.KINDS)}; nothing "
         f"makes this id.{close_ids_text(dataset_id)}")
-  get = lambda key, default: generation.get(key, default) if generation is not None else default
+  # An unset (None) setting means the maker's default: a CartPole config's generation group
+  # leaves num_episodes unset, and may meet a Pendulum id through --config.dataset_id.
+  def get(key, default):
+    value = None if generation is None else generation.get(key)
+    return default if value is None else value
   if module is pendulum:
     pendulum.ensure_pendulum_datasets(
         kinds=(name,), num_episodes=get("num_episodes", 100), seed=get("seed", 0),
