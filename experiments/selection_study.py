@@ -43,6 +43,10 @@ flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STU
 flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
 flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
 flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
+flags.DEFINE_bool("reuse_selection", False, "Score a sweep's existing selection.json instead of "
+                  "selecting again (re-tabulate and re-plot without retraining critics).")
+flags.DEFINE_string("plot", "results/selection.png", "Scatter of estimate against true score, "
+                    "one row per study in --out (empty: no plot).")
 
 # name -> (config, overrides, sweep grid, seeds, FQE critic overrides).
 STUDIES = {
@@ -120,19 +124,55 @@ def table(name: str, result: dict) -> str:
   return "\n".join(rows)
 
 
+def plot(results: dict, path: str) -> None:
+  """One row per study, one panel per estimator: estimate against true score, coloured by
+  checkpoint step, the choice ringed."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  names = list(results)
+  estimators = list(selection.ESTIMATORS)
+  fig, axes = plt.subplots(len(names), len(estimators), figsize=(3.2 * len(estimators),
+                                                                 2.8 * len(names)), squeeze=False)
+  for row, name in zip(axes, names):
+    r = results[name]
+    truth = np.asarray(r["true_scores"])
+    steps = np.asarray([c["step"] for c in r["candidates"]])
+    for ax, est in zip(row, estimators):
+      values = np.asarray(r["estimates"][est])
+      ax.scatter(values, truth, c=steps, cmap="viridis", s=14)
+      choice = r["estimators"][est]["choice"]
+      ax.scatter([choice["estimate"]], [choice["true_score"]], s=90, facecolors="none",
+                 edgecolors="red")
+      ax.set_title(f"{name}: {est} (ρ={r['estimators'][est]['spearman']:.2f})", fontsize=8)
+      ax.set_xlabel("offline estimate", fontsize=7)
+      ax.set_ylabel("true normalized score", fontsize=7)
+      ax.tick_params(labelsize=6)
+  fig.tight_layout()
+  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(path).with_suffix(".tmp.png")
+  fig.savefig(tmp, dpi=110)
+  tmp.replace(path)
+
+
 def run_study(name: str) -> dict:
   make, overrides, grid, seeds, fqe = STUDIES[name]
   config = base.override(make(), overrides)
   workdir = pathlib.Path(FLAGS.workdirs) / name
   runner.train_and_evaluate(config, workdir, seeds, resume=True, progress=False,
                             grid=sweep.Grid.from_dict(grid))
-  selected = selection.select_run(workdir, fqe_steps=FLAGS.fqe_steps, fqe_overrides=fqe)
+  existing = workdir / selection.SELECTION_FILE
+  if FLAGS.reuse_selection and existing.exists():
+    selected = json.loads(existing.read_text())
+  else:
+    selected = selection.select_run(workdir, fqe_steps=FLAGS.fqe_steps, fqe_overrides=fqe)
   truth = true_scores(workdir, selected["candidates"])
   result = score_estimators(selected, truth)
   result.update(command=f"python -m experiments.selection_study --studies={name} "
                 f"--fqe_steps={FLAGS.fqe_steps}", dataset=config.dataset_id, seeds=list(seeds),
                 grid={k: list(v) for k, v in grid.items()}, overrides=overrides, fqe=fqe,
-                fqe_steps=FLAGS.fqe_steps, true_scores=truth.tolist())
+                fqe_steps=FLAGS.fqe_steps, true_scores=truth.tolist(),
+                candidates=selected["candidates"], estimates=selected["estimates"])
   return result
 
 
@@ -149,6 +189,8 @@ def main(argv):
     results[name] = run_study(name)
     writers.atomic_write_json(out, results)  # after each study: a stop loses nothing finished.
     print(table(name, results[name]), flush=True)
+  if FLAGS.plot:
+    plot(results, FLAGS.plot)
   return 0
 
 
