@@ -166,3 +166,20 @@ def test_select_refuses_clearly(tmp_path, run_dir):
                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "config.json is missing" in proc.stderr
+
+
+def test_study_scores_choices_against_the_true_returns():
+  from experiments import selection_study
+  cands = [{"member": m, "step": s} for s in (1, 2, 3) for m in ("a", "b")]
+  truth = np.array([10.0, 20.0, 50.0, 30.0, 40.0, 35.0])    # a: 10, 50, 40; b: 20, 30, 35
+  estimate = np.array([1.0, 2.0, 3.0, 0.0, 5.0, 4.0])       # picks a@3 overall, a@3 and b@3
+  selected = {"candidates": cands, "estimates": {"fqe": estimate.tolist()},
+              "choice": {"fqe": {"member": "a", "step": 3, "estimate": 5.0}}}
+  r = selection_study.score_estimators(selected, truth)
+  f = r["estimators"]["fqe"]
+  assert r["best"] == 50.0 and r["last_of_best_member"] == 40.0 and r["mean_last"] == 37.5
+  assert f["regret"] == 10.0 and f["regret_vs_last"] == 0.0
+  assert f["checkpoint_gain"] == 0.0            # both members: the last checkpoint is picked
+  # Spearman by hand: ranks of estimate [2,3,4,1,6,5], of truth [1,2,6,3,5,4].
+  d = np.array([2, 3, 4, 1, 6, 5]) - np.array([1, 2, 6, 3, 5, 4])
+  assert abs(f["spearman"] - (1 - 6 * np.sum(d ** 2) / (6 * 35))) < 1e-12
