@@ -59,7 +59,7 @@ STUDIES = {
                          "keep_checkpoints": 100, "eval_episodes": 10},
                         {"agent.cql.weight": (1.0, 5.0, 20.0)}, (0, 1), {"polyak": 0.02}),
     "cartpole-me": (lambda: cartpole.get_config("medium-expert"),
-                    {"num_steps": 20_000, "eval_every": 4_000, "checkpoint_every": 4_000,
+                    {"num_steps": 25_000, "eval_every": 5_000, "checkpoint_every": 5_000,
                      "keep_checkpoints": 100, "eval_episodes": 10},
                     {"agent.cql.weight": (0.0, 0.1, 1.0)}, (0, 1), {"target_update_period": 100}),
 }
