@@ -25,7 +25,9 @@ def test_generated_ids_are_made_on_demand(tmp_path, monkeypatch):
   monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
   ds_id = "cql_jax/pendulum/expert-v0"
   assert not paths.dataset_exists(ds_id)
-  registry.ensure_available(ds_id, generation={"num_episodes": 2, "ref_episodes": 2})
+  # seed unset (None), as a CartPole config's generation group leaves settings: the default.
+  registry.ensure_available(ds_id, generation={"num_episodes": 2, "ref_episodes": 2,
+                                               "seed": None})
   assert paths.dataset_exists(ds_id)
   assert minari_io.load_dataset(ds_id).size == 2 * 200  # num_episodes was used.
   with pytest.raises(DatasetError, match=r"nothing makes this id.*cql_jax/pendulum/medium-v0"):
