@@ -46,6 +46,10 @@ from cql_jax import writers
 
 ESTIMATORS = ("workflow", "critic", "fqe", "conservative")
 SELECTION_FILE = "selection.json"
+# A value estimate beyond this many times max|r|/(1 − γ), which no policy's return can exceed, is
+# a diverged critic (FQE bootstrapping through actions the data never shows): it is recorded but
+# never chosen. Twice the bound leaves room for a good estimate's own error near the bound.
+VALID_FACTOR = 2.0
 
 
 class SelectionError(ValueError):
@@ -256,8 +260,12 @@ def restore_policies(run: Run, agent, steps: Sequence[int]):
   return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
-def _choice(estimates: np.ndarray, candidates: List[dict]) -> dict:
-  best = int(np.nanargmax(estimates))
+def _choice(estimates: np.ndarray, candidates: List[dict], valid: np.ndarray) -> dict:
+  if not valid.any():
+    raise SelectionError("every estimate left the range the rewards allow (all critics "
+                         "diverged); lower the evaluation critic's learning rate or its target "
+                         "speed (fqe_overrides) and select again.")
+  best = int(np.argmax(np.where(valid, estimates, -np.inf)))
   return {**candidates[best], "estimate": float(estimates[best])}
 
 
@@ -271,7 +279,8 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
   critic. drop, underfit: the workflow's thresholds (see `diagnose`). cql_weight: α of the
   conservative estimate (default: the run's own). fqe_overrides: agent-config keys of the
   evaluation critics (see evaluation_agent_config). Returns what selection.json holds:
-  {"candidates": [{"member", "step"}...], "estimates": {estimator: [C]}, "choice":
+  {"candidates": [{"member", "step"}...], "estimates": {estimator: [C]}, "valid": {estimator:
+  [C] bool, False for a value estimate beyond VALID_FACTOR x max|r|/(1 − γ)}, "choice":
   {estimator: {"member", "step", "estimate"}}, "diagnosis": {member: {...}}, "settings": {...}}.
   """
   unknown = sorted(set(estimators) - set(ESTIMATORS))
@@ -324,11 +333,20 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
     out["diagnosis"] = diagnoses
     for m, d in diagnoses.items():
       log(f"{m}: {d['kind']} - {d['reason']}")
+  dataset = None
+  if {"critic", "fqe", "conservative"} & set(estimators):
+    dataset = runner.load_data(run.config, check_env=False)
+    bound = runner.q_bound(float(np.max(np.abs(dataset.transitions.reward))),
+                           run.config.agent.gamma)
+    out["value_bound"] = bound
+  def valid(values):
+    return np.isfinite(values) & (np.abs(values) <= VALID_FACTOR * bound)
   if "critic" in estimators:
-    out["choice"]["critic"] = _choice(np.asarray(out["estimates"]["critic"]), candidates)
+    values = np.asarray(out["estimates"]["critic"])
+    out["valid"] = {"critic": valid(values).tolist()}
+    out["choice"]["critic"] = _choice(values, candidates, valid(values))
   wanted = [e for e in ("fqe", "conservative") if e in estimators]
   if wanted:
-    dataset = runner.load_data(run.config, check_env=False)
     agent = agents.make_agent(run.plan.program_config(run.config).agent, dataset)
     policies = restore_policies(run, agent, steps)
     for name in wanted:
@@ -341,7 +359,12 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
       out["estimates"][name] = values["v_initial"].tolist()
       out["evidence"][name] = {"td_error": values["td_error"].tolist(),
                                "q_data": values["q_data"].tolist()}
-      out["choice"][name] = _choice(values["v_initial"], candidates)
+      ok = valid(values["v_initial"])
+      out.setdefault("valid", {})[name] = ok.tolist()
+      if not ok.all():
+        log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates beyond {VALID_FACTOR:g} x the "
+            f"bound max|r|/(1-gamma) = {bound:.4g} (diverged critics); never chosen")
+      out["choice"][name] = _choice(values["v_initial"], candidates, ok)
   for name, choice in out["choice"].items():
     log(f"{name}: choose {choice['member']} at step {choice['step']} "
         f"(estimate {choice['estimate']:.4g})")

@@ -88,6 +88,9 @@ def score_estimators(selected: dict, truth: np.ndarray) -> dict:
          "mean_last": float(np.mean(list(last.values()))), "estimators": {}}
   for name, estimates in selected["estimates"].items():
     est = np.asarray(estimates, np.float64)
+    # A diverged estimate (selection.VALID_FACTOR) is never chosen: rank it last.
+    ok = np.asarray(selected.get("valid", {}).get(name, np.ones(len(est), bool)))
+    est = np.where(ok, est, -np.inf)
     choice = selected["choice"][name]
     chosen = truth[index[(choice["member"], choice["step"])]]
     within, gains = [], []
@@ -106,7 +109,7 @@ def score_estimators(selected: dict, truth: np.ndarray) -> dict:
         "choice": {**choice, "true_score": float(chosen)},
         "regret": float(truth.max() - chosen),
         "regret_vs_last": float(last[best_at_end] - chosen),
-        "checkpoint_gain": float(np.mean(gains))}
+        "checkpoint_gain": float(np.mean(gains)), "diverged": int((~ok).sum())}
   return out
 
 
@@ -114,13 +117,14 @@ def table(name: str, result: dict) -> str:
   rows = [f"{name}: best candidate {result['best']:.1f}; last checkpoint of the best member at "
           f"the end {result['last_of_best_member']:.1f}; mean last checkpoint {result['mean_last']:.1f}",
           "| estimator | Spearman (all) | Spearman (within member) | choice | its score | regret "
-          "vs best | vs last of best member | checkpoint gain vs last |",
-          "|---|---|---|---|---|---|---|---|"]
+          "vs best | vs last of best member | checkpoint gain vs last | diverged |",
+          "|---|---|---|---|---|---|---|---|---|"]
   for est, r in result["estimators"].items():
     c = r["choice"]
     rows.append(f"| {est} | {r['spearman']:.2f} | {r['spearman_within']:.2f} | {c['member']} @ "
                 f"{c['step']} | {c['true_score']:.1f} | {r['regret']:.1f} | "
-                f"{r['regret_vs_last']:.1f} | {r['checkpoint_gain']:+.1f} |")
+                f"{r['regret_vs_last']:.1f} | {r['checkpoint_gain']:+.1f} | "
+                f"{r.get('diverged', 0)} |")
   return "\n".join(rows)
 
 
@@ -139,12 +143,16 @@ def plot(results: dict, path: str) -> None:
     truth = np.asarray(r["true_scores"])
     steps = np.asarray([c["step"] for c in r["candidates"]])
     for ax, est in zip(row, estimators):
-      values = np.asarray(r["estimates"][est])
-      ax.scatter(values, truth, c=steps, cmap="viridis", s=14)
+      values = np.asarray(r["estimates"][est], np.float64)
+      ok = np.asarray(r.get("valid", {}).get(est, np.ones(len(values), bool)))
+      values, truth_ok, steps_ok = values[ok], truth[ok], steps[ok]
+      ax.scatter(values, truth_ok, c=steps_ok, cmap="viridis", s=14)
       choice = r["estimators"][est]["choice"]
       ax.scatter([choice["estimate"]], [choice["true_score"]], s=90, facecolors="none",
                  edgecolors="red")
-      ax.set_title(f"{name}: {est} (ρ={r['estimators'][est]['spearman']:.2f})", fontsize=8)
+      dropped = f", {int((~ok).sum())} diverged" if not ok.all() else ""
+      ax.set_title(f"{name}: {est} (ρ={r['estimators'][est]['spearman']:.2f}{dropped})",
+                   fontsize=8)
       ax.set_xlabel("offline estimate", fontsize=7)
       ax.set_ylabel("true normalized score", fontsize=7)
       ax.tick_params(labelsize=6)
@@ -172,7 +180,8 @@ def run_study(name: str) -> dict:
                 f"--fqe_steps={FLAGS.fqe_steps}", dataset=config.dataset_id, seeds=list(seeds),
                 grid={k: list(v) for k, v in grid.items()}, overrides=overrides, fqe=fqe,
                 fqe_steps=FLAGS.fqe_steps, true_scores=truth.tolist(),
-                candidates=selected["candidates"], estimates=selected["estimates"])
+                candidates=selected["candidates"], estimates=selected["estimates"],
+                valid=selected.get("valid", {}))
   return result
 
 
