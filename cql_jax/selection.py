@@ -46,10 +46,25 @@ from cql_jax import writers
 
 ESTIMATORS = ("workflow", "critic", "fqe", "conservative")
 SELECTION_FILE = "selection.json"
-# A value estimate beyond this many times max|r|/(1 − γ), which no policy's return can exceed, is
-# a diverged critic (FQE bootstrapping through actions the data never shows): it is recorded but
-# never chosen. Twice the bound leaves room for a good estimate's own error near the bound.
-VALID_FACTOR = 2.0
+# No policy's discounted return leaves [min(0, r_min), max(0, r_max)] / (1 − γ) (0: an episode
+# that terminates at once). A value estimate outside that range widened by this share of its width
+# is a diverged critic (FQE bootstrapping through actions the data never shows): it is recorded
+# but never chosen. The slack leaves room for a good estimate's own error near the edges.
+VALUE_RANGE_SLACK = 0.25
+
+
+def value_range(rewards, gamma: float, slack: float = VALUE_RANGE_SLACK):
+  """(low, high) that a valid estimate of E[V^π(s0)] lies in, for these (training) rewards."""
+  r = np.asarray(rewards, np.float64)
+  low, high = min(0.0, float(r.min())) / (1.0 - gamma), max(0.0, float(r.max())) / (1.0 - gamma)
+  width = high - low
+  return low - slack * width, high + slack * width
+
+
+def valid_estimates(values, bounds) -> np.ndarray:
+  """[C] bool: finite and inside `bounds` (value_range)."""
+  values = np.asarray(values, np.float64)
+  return np.isfinite(values) & (values >= bounds[0]) & (values <= bounds[1])
 
 
 class SelectionError(ValueError):
@@ -260,6 +275,25 @@ def restore_policies(run: Run, agent, steps: Sequence[int]):
   return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
+_CRITIC_SETTINGS = ("fqe_steps", "cql_weight", "seed", "fqe_overrides")
+
+
+def _reusable(workdir: pathlib.Path, out: dict) -> Dict[str, Dict[str, np.ndarray]]:
+  """{estimator: values} of a previous selection.json trained for the same candidates with the
+  same evaluation-critic settings (so thresholds can change without retraining critics)."""
+  path = workdir / SELECTION_FILE
+  if not path.exists():
+    return {}
+  old = json.loads(path.read_text())
+  same = old.get("candidates") == out["candidates"] and all(
+      old.get("settings", {}).get(k) == out["settings"][k] for k in _CRITIC_SETTINGS)
+  if not same:
+    return {}
+  return {name: {"v_initial": np.asarray(old["estimates"][name], np.float64),
+                 **{k: np.asarray(v) for k, v in old.get("evidence", {}).get(name, {}).items()}}
+          for name in ("fqe", "conservative") if name in old.get("estimates", {})}
+
+
 def _choice(estimates: np.ndarray, candidates: List[dict], valid: np.ndarray) -> dict:
   if not valid.any():
     raise SelectionError("every estimate left the range the rewards allow (all critics "
@@ -272,15 +306,17 @@ def _choice(estimates: np.ndarray, candidates: List[dict], valid: np.ndarray) ->
 def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: int = 10_000,
                drop: float = 0.25, underfit: float = 0.5, cql_weight: Optional[float] = None,
                fqe_overrides: Optional[Dict[str, Any]] = None, seed: int = 0,
-               write: bool = True, log=print) -> Dict[str, Any]:
+               reuse: bool = False, write: bool = True, log=print) -> Dict[str, Any]:
   """Ranks every (member, checkpoint) of `workdir` with each estimator; writes selection.json.
 
   estimators: a subset of ESTIMATORS. fqe_steps: gradient steps of each FQE / conservative
   critic. drop, underfit: the workflow's thresholds (see `diagnose`). cql_weight: α of the
   conservative estimate (default: the run's own). fqe_overrides: agent-config keys of the
-  evaluation critics (see evaluation_agent_config). Returns what selection.json holds:
+  evaluation critics (see evaluation_agent_config). reuse: take the FQE / conservative estimates
+  of an existing selection.json made for the same candidates and critic settings (to change the
+  thresholds without retraining critics). Returns what selection.json holds:
   {"candidates": [{"member", "step"}...], "estimates": {estimator: [C]}, "valid": {estimator:
-  [C] bool, False for a value estimate beyond VALID_FACTOR x max|r|/(1 − γ)}, "choice":
+  [C] bool, False for a value estimate outside value_range}, "choice":
   {estimator: {"member", "step", "estimate"}}, "diagnosis": {member: {...}}, "settings": {...}}.
   """
   unknown = sorted(set(estimators) - set(ESTIMATORS))
@@ -336,35 +372,39 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
   dataset = None
   if {"critic", "fqe", "conservative"} & set(estimators):
     dataset = runner.load_data(run.config, check_env=False)
-    bound = runner.q_bound(float(np.max(np.abs(dataset.transitions.reward))),
-                           run.config.agent.gamma)
-    out["value_bound"] = bound
-  def valid(values):
-    return np.isfinite(values) & (np.abs(values) <= VALID_FACTOR * bound)
+    bounds = value_range(dataset.transitions.reward, float(run.config.agent.gamma))
+    out["value_range"] = list(bounds)
+  valid = lambda values: valid_estimates(values, bounds)
   if "critic" in estimators:
     values = np.asarray(out["estimates"]["critic"])
     out["valid"] = {"critic": valid(values).tolist()}
     out["choice"]["critic"] = _choice(values, candidates, valid(values))
   wanted = [e for e in ("fqe", "conservative") if e in estimators]
-  if wanted:
+  previous = _reusable(run.workdir, out) if reuse else {}
+  todo = [e for e in wanted if e not in previous]
+  if todo:
     agent = agents.make_agent(run.plan.program_config(run.config).agent, dataset)
     policies = restore_policies(run, agent, steps)
-    for name in wanted:
+  for name in wanted:
+    if name in previous:
+      log(f"{name}: reusing the estimates of {SELECTION_FILE} (same candidates and settings)")
+      values = previous[name]
+    else:
       log(f"{name}: {len(candidates)} policy-evaluation critics x {fqe_steps} steps")
       values = policy_values(run.config.agent, dataset, policies, penalty=name == "conservative",
                              num_steps=fqe_steps, batch_size=int(run.config.batch_size),
                              steps_per_chunk=min(1000, fqe_steps), seed=seed,
                              deterministic=bool(run.config.eval_deterministic),
                              cql_weight=cql_weight, overrides=fqe_overrides)
-      out["estimates"][name] = values["v_initial"].tolist()
-      out["evidence"][name] = {"td_error": values["td_error"].tolist(),
-                               "q_data": values["q_data"].tolist()}
-      ok = valid(values["v_initial"])
-      out.setdefault("valid", {})[name] = ok.tolist()
-      if not ok.all():
-        log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates beyond {VALID_FACTOR:g} x the "
-            f"bound max|r|/(1-gamma) = {bound:.4g} (diverged critics); never chosen")
-      out["choice"][name] = _choice(values["v_initial"], candidates, ok)
+    out["estimates"][name] = values["v_initial"].tolist()
+    out["evidence"][name] = {"td_error": values["td_error"].tolist(),
+                             "q_data": values["q_data"].tolist()}
+    ok = valid(values["v_initial"])
+    out.setdefault("valid", {})[name] = ok.tolist()
+    if not ok.all():
+      log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates outside [{bounds[0]:.4g}, "
+          f"{bounds[1]:.4g}], the values the rewards allow (diverged critics); never chosen")
+    out["choice"][name] = _choice(values["v_initial"], candidates, ok)
   for name, choice in out["choice"].items():
     log(f"{name}: choose {choice['member']} at step {choice['step']} "
         f"(estimate {choice['estimate']:.4g})")

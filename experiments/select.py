@@ -29,6 +29,8 @@ flags.DEFINE_float("underfit", 0.5, "Workflow: final relative TD error that read
                    "under-fitting.")
 flags.DEFINE_float("cql_weight", None, "α of the conservative estimate (default: the run's).")
 flags.DEFINE_integer("seed", 0, "Seed of the policy-evaluation critics.")
+flags.DEFINE_bool("reuse", False, "Reuse the FQE / conservative estimates of an existing "
+                  "selection.json made with the same critic settings (change thresholds only).")
 flags.DEFINE_multi_string("fqe", [], "KEY=VALUE agent-config settings of the evaluation critics "
                           "only, e.g. --fqe=polyak=0.02 or --fqe=target_update_period=100.")
 flags.mark_flags_as_required(["workdir"])
@@ -40,7 +42,7 @@ def main(argv):
   try:
     selection.select_run(FLAGS.workdir, FLAGS.estimators, fqe_steps=FLAGS.fqe_steps,
                          drop=FLAGS.drop, underfit=FLAGS.underfit, cql_weight=FLAGS.cql_weight,
-                         seed=FLAGS.seed, fqe_overrides=dict(
+                         seed=FLAGS.seed, reuse=FLAGS.reuse, fqe_overrides=dict(
                              item.split("=", 1) for item in FLAGS.fqe))
   except selection.SelectionError as e:
     print(f"error: {e}", file=sys.stderr)

@@ -43,8 +43,8 @@ flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STU
 flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
 flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
 flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
-flags.DEFINE_bool("reuse_selection", False, "Score a sweep's existing selection.json instead of "
-                  "selecting again (re-tabulate and re-plot without retraining critics).")
+flags.DEFINE_bool("reuse_selection", False, "Reuse the FQE / conservative estimates of a sweep's "
+                  "selection.json made with the same settings (no critics retrained).")
 flags.DEFINE_string("plot", "results/selection.png", "Scatter of estimate against true score, "
                     "one row per study in --out (empty: no plot).")
 
@@ -169,11 +169,8 @@ def run_study(name: str) -> dict:
   workdir = pathlib.Path(FLAGS.workdirs) / name
   runner.train_and_evaluate(config, workdir, seeds, resume=True, progress=False,
                             grid=sweep.Grid.from_dict(grid))
-  existing = workdir / selection.SELECTION_FILE
-  if FLAGS.reuse_selection and existing.exists():
-    selected = json.loads(existing.read_text())
-  else:
-    selected = selection.select_run(workdir, fqe_steps=FLAGS.fqe_steps, fqe_overrides=fqe)
+  selected = selection.select_run(workdir, fqe_steps=FLAGS.fqe_steps, fqe_overrides=fqe,
+                                  reuse=FLAGS.reuse_selection)
   truth = true_scores(workdir, selected["candidates"])
   result = score_estimators(selected, truth)
   result.update(command=f"python -m experiments.selection_study --studies={name} "

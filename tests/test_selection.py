@@ -18,7 +18,7 @@ from cql_jax.configs import base
 from cql_jax.configs import classic
 from cql_jax.data import split
 from cql_jax.discrete import agent as discrete_agent
-from cql_jax.types import OfflineDataset, Transition
+from cql_jax.types import OfflineDataset
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -155,6 +155,24 @@ def test_select_ranks_every_checkpoint_and_writes_its_evidence(run_dir):
   v = {r["step"]: r["offline/v_initial"] for r in records if r["kind"] == "offline"}
   np.testing.assert_allclose(saved["estimates"]["critic"],
                              [v[s][m] for s in (20, 40, 60, 80) for m in range(2)])
+  # New thresholds reuse the trained critics' estimates; other critic settings retrain.
+  again = selection.select_run(run_dir, ["fqe"], fqe_steps=100, drop=0.9, reuse=True,
+                               write=False, log=lambda m: None)
+  assert again["estimates"]["fqe"] == saved["estimates"]["fqe"]
+  rewards = np.concatenate([np.asarray(runner.load_data(base.override(
+      classic.get_config("medium"), TINY)).transitions.reward)])
+  low, high = saved["value_range"]
+  assert np.isclose(low, rewards.min() / 0.01 * 1.25) and np.isclose(high, -0.25 * low / 1.25)
+  assert saved["valid"]["fqe"] == [bool(low <= x <= high) for x in saved["estimates"]["fqe"]]
+
+
+def test_value_range_is_what_returns_allow():
+  low, high = selection.value_range(np.array([1.0, 1.0]), 0.99)     # CartPole: 0 to 100
+  assert np.isclose(low, -25.0) and np.isclose(high, 125.0)
+  low, high = selection.value_range(np.array([-16.0, -1.0]), 0.9)   # all negative: up to 0
+  assert np.isclose(low, -200.0) and np.isclose(high, 40.0)
+  np.testing.assert_array_equal(selection.valid_estimates([np.nan, -10.0, 50.0, -201.0],
+                                                          (low, high)), [False, True, False, False])
 
 
 def test_select_refuses_clearly(tmp_path, run_dir):
