@@ -49,8 +49,9 @@ SELECTION_FILE = "selection.json"
 # No policy's discounted return leaves [min(0, r_min), max(0, r_max)] / (1 − γ) (0: an episode
 # that terminates at once). A value estimate outside that range widened by this share of its width
 # is a diverged critic (FQE bootstrapping through actions the data never shows): it is recorded
-# but never chosen. The slack leaves room for a good estimate's own error near the edges.
-VALUE_RANGE_SLACK = 0.25
+# but never chosen. The slack leaves room for a good estimate's own error near the edges (on the
+# tabular test FQE was within 1% of the true value; on CartPole it read 120 for a return <= 100).
+VALUE_RANGE_SLACK = 0.1
 
 
 def value_range(rewards, gamma: float, slack: float = VALUE_RANGE_SLACK):

@@ -100,8 +100,10 @@ def score_estimators(selected: dict, truth: np.ndarray) -> dict:
         within.append(stats.spearmanr(est[idx], truth[idx]).statistic)
       if name == "workflow":
         pick = index[(m, selected["diagnosis"][m]["checkpoint"])]
-      else:
+      elif np.isfinite(est[idx]).any():
         pick = idx[int(np.argmax(est[idx]))]
+      else:  # every estimate of this member diverged: nothing to choose, keep the last.
+        pick = idx[-1]
       gains.append(truth[pick] - last[m])
     out["estimators"][name] = {
         "spearman": float(stats.spearmanr(est, truth).statistic),

@@ -162,16 +162,16 @@ def test_select_ranks_every_checkpoint_and_writes_its_evidence(run_dir):
   rewards = np.concatenate([np.asarray(runner.load_data(base.override(
       classic.get_config("medium"), TINY)).transitions.reward)])
   low, high = saved["value_range"]
-  assert np.isclose(low, rewards.min() / 0.01 * 1.25) and np.isclose(high, -0.25 * low / 1.25)
+  assert np.isclose(low, rewards.min() / 0.01 * 1.1) and np.isclose(high, -0.1 * low / 1.1)
   assert saved["valid"]["fqe"] == [bool(low <= x <= high) for x in saved["estimates"]["fqe"]]
 
 
 def test_value_range_is_what_returns_allow():
   low, high = selection.value_range(np.array([1.0, 1.0]), 0.99)     # CartPole: 0 to 100
-  assert np.isclose(low, -25.0) and np.isclose(high, 125.0)
+  assert np.isclose(low, -10.0) and np.isclose(high, 110.0)
   low, high = selection.value_range(np.array([-16.0, -1.0]), 0.9)   # all negative: up to 0
-  assert np.isclose(low, -200.0) and np.isclose(high, 40.0)
-  np.testing.assert_array_equal(selection.valid_estimates([np.nan, -10.0, 50.0, -201.0],
+  assert np.isclose(low, -176.0) and np.isclose(high, 16.0)
+  np.testing.assert_array_equal(selection.valid_estimates([np.nan, -10.0, 17.0, -177.0],
                                                           (low, high)), [False, True, False, False])
 
 
