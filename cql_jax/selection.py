@@ -317,7 +317,8 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
   of an existing selection.json made for the same candidates and critic settings (to change the
   thresholds without retraining critics). Returns what selection.json holds:
   {"candidates": [{"member", "step"}...], "estimates": {estimator: [C]}, "valid": {estimator:
-  [C] bool, False for a value estimate outside value_range}, "choice":
+  [C] bool, False for an FQE estimate outside value_range, or a conservative one above it},
+  "choice":
   {estimator: {"member", "step", "estimate"}}, "diagnosis": {member: {...}}, "settings": {...}}.
   """
   unknown = sorted(set(estimators) - set(ESTIMATORS))
@@ -375,11 +376,14 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
     dataset = runner.load_data(run.config, check_env=False)
     bounds = value_range(dataset.transitions.reward, float(run.config.agent.gamma))
     out["value_range"] = list(bounds)
-  valid = lambda values: valid_estimates(values, bounds)
+  # A conservative estimate (CQL's own critic, Eq. 2) may lie far below every return by design;
+  # only one above the highest possible value is broken. FQE must lie inside on both sides.
+  valid = lambda values, lower=True: valid_estimates(
+      values, bounds if lower else (-np.inf, bounds[1]))
   if "critic" in estimators:
     values = np.asarray(out["estimates"]["critic"])
-    out["valid"] = {"critic": valid(values).tolist()}
-    out["choice"]["critic"] = _choice(values, candidates, valid(values))
+    out["valid"] = {"critic": valid(values, lower=False).tolist()}
+    out["choice"]["critic"] = _choice(values, candidates, valid(values, lower=False))
   wanted = [e for e in ("fqe", "conservative") if e in estimators]
   previous = _reusable(run.workdir, out) if reuse else {}
   todo = [e for e in wanted if e not in previous]
@@ -400,11 +404,12 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
     out["estimates"][name] = values["v_initial"].tolist()
     out["evidence"][name] = {"td_error": values["td_error"].tolist(),
                              "q_data": values["q_data"].tolist()}
-    ok = valid(values["v_initial"])
+    ok = valid(values["v_initial"], lower=name == "fqe")
     out.setdefault("valid", {})[name] = ok.tolist()
     if not ok.all():
-      log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates outside [{bounds[0]:.4g}, "
-          f"{bounds[1]:.4g}], the values the rewards allow (diverged critics); never chosen")
+      log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates outside "
+          f"[{bounds[0] if name == 'fqe' else -np.inf:.4g}, {bounds[1]:.4g}], the values the "
+          "rewards allow (diverged critics); never chosen")
     out["choice"][name] = _choice(values["v_initial"], candidates, ok)
   for name, choice in out["choice"].items():
     log(f"{name}: choose {choice['member']} at step {choice['step']} "
