@@ -153,12 +153,24 @@ def plot(results: dict, path: str) -> None:
       ax.scatter([choice["estimate"]], [choice["true_score"]], s=90, facecolors="none",
                  edgecolors="red")
       dropped = f", {int((~ok).sum())} diverged" if not ok.all() else ""
+      low = r.get("value_range", [None])[0]
+      if low is not None and len(values) and values.min() < low:
+        # Conservative estimates may sit far below every return; keep the axis readable.
+        off = int((values < low).sum())
+        right = max(values.max(), low + 1.0)
+        pad = 0.05 * (right - low)
+        ax.set_xlim(left=low - pad, right=right + pad)
+        ax.scatter(np.full(off, low), truth_ok[values < low], marker="<", c="grey", s=14)
+        dropped += f", {off} off-axis"
       ax.set_title(f"{name}: {est} (ρ={r['estimators'][est]['spearman']:.2f}{dropped})",
                    fontsize=8)
       ax.set_xlabel("offline estimate", fontsize=7)
       ax.set_ylabel("true normalized score", fontsize=7)
       ax.tick_params(labelsize=6)
-  fig.tight_layout()
+  fig.text(0.5, 0.002, "colour: checkpoint step (dark = early, yellow = late); red ring: the "
+           "estimator's choice; grey <: estimates below the lowest possible return, drawn at the "
+           "axis edge", ha="center", fontsize=7)
+  fig.tight_layout(rect=(0, 0.015, 1, 1))
   pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(path).with_suffix(".tmp.png")
   fig.savefig(tmp, dpi=110)
@@ -180,7 +192,7 @@ def run_study(name: str) -> dict:
                 grid={k: list(v) for k, v in grid.items()}, overrides=overrides, fqe=fqe,
                 fqe_steps=FLAGS.fqe_steps, true_scores=truth.tolist(),
                 candidates=selected["candidates"], estimates=selected["estimates"],
-                valid=selected.get("valid", {}))
+                valid=selected.get("valid", {}), value_range=selected.get("value_range"))
   return result
 
 
