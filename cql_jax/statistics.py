@@ -107,7 +107,9 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
       jax.eval_shape(agent.init, jax.random.key(0)), jax.random.key(1))
   if not probe:
     return None
-  args = jax.device_put((data, data_w, starts, start_w))
+  # Host arrays, not committed to a device: the states may be sharded over a Mesh, and jit
+  # places uncommitted inputs wherever the states are (a few MB per call, once per evaluation).
+  args = (data, data_w, starts, start_w)
 
   def statistics(states) -> Dict[str, np.ndarray]:
     # A fresh key from the same seed at every call: every evaluation, member and sweep draws the
