@@ -37,7 +37,7 @@ from cql_jax.continuous import networks as cnet, variants
 from cql_jax.data import minari_io
 from cql_jax.discrete import networks as dnet
 from cql_jax.evaluation import evaluate_agent, seed_state
-from cql_jax.makers import cartpole, pendulum
+from cql_jax.makers import cartpole, mujoco_datasets, pendulum
 
 FLAGS = flags.FLAGS
 # name -> (family, kind, version, episodes (None: the maker's default), dataset seed). Version 1
@@ -48,7 +48,10 @@ DATASETS = {"pend-expert": ("pendulum", "expert", 0, None, 0),
             "pend-mr": ("pendulum", "medium-replay", 0, None, 0),
             "cp-me": ("cartpole", "medium-expert", 0, None, 0),
             "cp-me-small": ("cartpole", "medium-expert", 1, 20, 1),
-            "cp-mr": ("cartpole", "medium-replay", 0, None, 0)}
+            "cp-mr": ("cartpole", "medium-replay", 0, None, 0),
+            # The project's MuJoCo data (made by experiments/make_datasets.py, never here).
+            "hop-me": ("hopper", "medium-expert", 0, None, 0),
+            "hop-mr": ("hopper", "medium-replay", 0, None, 0)}
 
 # Method name -> (variant or "discrete", overrides of the agent config). Continuous runs start from
 # base.short_budget_agent_config(64); discrete ones from cql_jax/configs/cartpole.py's agent with
@@ -73,6 +76,7 @@ METHODS = {
     "cql-fixtemp": ("cql_h", {"auto_entropy": False, "init_log_alpha": float(np.log(0.01))}),
     "cql-fixtemp0": ("cql_h", {"auto_entropy": False, "init_log_alpha": -30.0}),
     "cql-clr3e-4": ("cql_h", {"critic_lr": 3e-4}),
+    "cql-polyak02": ("cql_h", {"polyak": 0.02}),
     "dcql": ("discrete", {}),
     "dqn": ("discrete", {"cql.weight": 0.0}),
     "dcql-d3rlpy": ("discrete", {**D3RLPY, "batch": 32}),
@@ -176,6 +180,8 @@ def run(name: str, settings: dict) -> dict:
   if discrete:
     cartpole.ensure_cartpole_datasets([kind], num_episodes=episodes, seed=data_seed, version=version)
     dataset = minari_io.load_dataset(cartpole.dataset_id(kind, version))
+  elif family in mujoco_datasets.ENVS:
+    dataset = minari_io.load_dataset(mujoco_datasets.dataset_id(family, kind))
   else:
     pendulum.ensure_pendulum_datasets([kind])
     dataset = minari_io.load_dataset(pendulum.dataset_id(kind))
