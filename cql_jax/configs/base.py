@@ -114,6 +114,14 @@ def short_budget_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   travelling there after 10k steps and the policy chases a moving target (measured on Pendulum
   medium-expert: normalized 20–40 at 8k steps). A critic lr of 1e-3 with the public codes'
   deterministic backup reached 95 at 8k steps (RESULTS.md). α = 5 as in the official gym recipe.
+
+  On the project's MuJoCo data (RESULTS.md, 3 seeds) this recipe beats offline SAC and matches
+  BC on medium-replay, but trails BC on medium-expert at 10k–20k steps (Hopper 34.8 vs 50.3 at
+  20k): with Polyak 0.005 the critic is still far below the data's returns at s0. Tested on
+  Hopper, one change at a time: bc_steps = 5000 gives +11 on medium-expert and nothing on
+  medium-replay; polyak = 0.02 makes the critic over-rate its policy and splits the seeds. Neither
+  holds on both mixtures, so bc_steps stays 0 (the paper's method as described); the reference
+  recipe's 1M steps is what these short budgets cannot test.
   """
   agent = cql.default_config()
   agent.actor_hidden_sizes = (hidden, hidden)
