@@ -8,6 +8,12 @@ import textwrap
 
 import pytest
 
+# Simulated devices are threads: on a loaded 2-core machine one can reach a collective long
+# after the others, past XLA's default rendezvous timeout (seen: "only 7 of them arrived on
+# time"), so the test allows minutes.
+SLOW_CPU_COLLECTIVES = ("--xla_cpu_collective_timeout_seconds=900 "
+                        "--xla_cpu_collective_call_terminate_timeout_seconds=900")
+
 _ROOT = pathlib.Path(__file__).resolve().parents[1]
 
 _SCRIPT = textwrap.dedent("""
@@ -68,7 +74,7 @@ _SCRIPT = textwrap.dedent("""
 
 def test_data_parallel_matches_single_device():
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(_ROOT),
-             XLA_FLAGS="--xla_force_host_platform_device_count=4")
+             XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {SLOW_CPU_COLLECTIVES}")
   out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
                        timeout=900, check=False)
   assert out.returncode == 0, out.stderr[-4000:]
