@@ -32,7 +32,6 @@ import pathlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -43,6 +42,7 @@ from cql_jax import statistics
 from cql_jax import sweep
 from cql_jax import train
 from cql_jax import writers
+from cql_jax.configs import base
 
 ESTIMATORS = ("workflow", "critic", "fqe", "conservative")
 SELECTION_FILE = "selection.json"
@@ -143,18 +143,11 @@ def evaluation_agent_config(agent_config: ml_collections.ConfigDict, penalty: bo
     from cql_jax.continuous import variants
     config = variants.policy_evaluation_config(
         agent_config, penalty=penalty, evaluated_action="mode" if deterministic else "sample")
-  for key, value in (overrides or {}).items():
-    *parents, leaf = key.split(".")
-    node = config
-    for part in parents:
-      node = node[part]
-    if leaf not in node:
-      raise SelectionError(f"unknown evaluation-critic setting {key!r}; valid: "
-                           f"{sorted(k for k in config.keys())}")
-    old = node[leaf]
-    if isinstance(old, bool) and isinstance(value, str):
-      value = value.lower() in ("1", "true", "yes")
-    node[leaf] = type(old)(value) if old is not None else value
+  if overrides:
+    try:
+      config = base.override(config, overrides)
+    except (KeyError, TypeError) as e:
+      raise SelectionError(f"evaluation-critic settings {dict(overrides)}: {e}") from None
   if penalty and cql_weight is not None:
     config.cql.weight = float(cql_weight)
   if penalty and float(config.cql.weight) == 0.0:
@@ -181,13 +174,14 @@ def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: 
   num = int(jax.tree.leaves(policies)[0].shape[0])
   init_keys, loop_keys = train.seed_keys(range(seed, seed + num))
   state = train.init_states(agent, init_keys, num)
-  field = "policy_params" if agents.is_discrete_config(config) else "actor_params"
-  want = [x.shape[1:] for x in jax.tree.leaves(getattr(state, field))]
-  got = [x.shape[1:] for x in jax.tree.leaves(policies)]
-  if want != got:
-    raise SelectionError(f"the policies do not match the evaluation agent's network: {got} vs "
-                         f"{want}")
-  state = state.replace(**{field: jax.tree.map(jnp.array, policies)})
+  if agents.is_discrete_config(config):
+    from cql_jax.discrete import variants
+  else:
+    from cql_jax.continuous import variants
+  try:
+    state = jax.vmap(variants.policy_evaluation_state)(state, policies)
+  except ValueError as e:
+    raise SelectionError(f"the policies do not fit the evaluation agent: {e}") from None
   data = agents.device_data(dataset)
   chunk = train.compile_chunk(agent, batch_size, steps_per_chunk, num)
   for i in range(num_steps // steps_per_chunk):

@@ -92,8 +92,6 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
   def member(state, data, data_w, starts, start_w, key):
     data_key, start_key = jax.random.split(key)
     on_data = weighted_means(state, data, data_w, data_key)
-    if not on_data:
-      return {}
     out = {"offline/q_data": on_data["q_data"], "offline/td_error": on_data["td_error"],
            "offline/relative_td": jnp.sqrt(on_data["td_error"]) / (jnp.abs(on_data["q_data"]) + rms)}
     if "gap" in on_data:

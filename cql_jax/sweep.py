@@ -73,7 +73,8 @@ def _split_values(text: str) -> List[str]:
   return [p.strip() for p in parts]
 
 
-def _literal(text: str) -> Any:
+def parse_literal(text: str) -> Any:
+  """A flag value as a Python literal ("0.02" -> 0.02, "(64, 64)" -> tuple), else the string."""
   try:
     return ast.literal_eval(text)
   except (ValueError, SyntaxError):
@@ -90,7 +91,7 @@ def parse_axis(spec: str) -> Tuple[str, Tuple[Any, ...]]:
   if not values.strip() or any(not v for v in raw):
     raise SweepError(f"--sweep={spec!r} has an empty value; give KEY=V1,V2,... with at least one "
                      "value, e.g. --sweep=agent.cql.weight=1,5,10.")
-  return key, tuple(_literal(v) for v in raw)
+  return key, tuple(parse_literal(v) for v in raw)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,6 +35,7 @@ from cql_jax.agents import device_data, make_agent
 from cql_jax.configs import base, cartpole as cartpole_config
 from cql_jax.continuous import networks as cnet, variants
 from cql_jax.data import minari_io
+from cql_jax.data import split
 from cql_jax.discrete import networks as dnet
 from cql_jax.evaluation import evaluate_agent, seed_state
 from cql_jax.makers import cartpole, mujoco_datasets, pendulum
@@ -100,11 +101,8 @@ def define_flags():
   flags.DEFINE_list("plot", None, "Instead of training: draw results/*.png from these JSONL files.")
 
 
-def episode_bounds(t) -> np.ndarray:
-  """Start index of each episode in flat transitions: after a termination or where obs jumps."""
-  obs, next_obs, discount = (np.asarray(x) for x in (t.obs, t.next_obs, t.discount))
-  ends = (discount[:-1] == 0) | np.any(next_obs[:-1] != obs[1:], axis=tuple(range(1, obs.ndim)))
-  return np.concatenate([[0], np.nonzero(ends)[0] + 1])
+# Start index of each episode in flat transitions (after a termination or where obs jumps).
+episode_bounds = split.episode_starts
 
 
 def data_discounted_returns(t, gamma: float) -> np.ndarray:

@@ -18,22 +18,38 @@ from absl import flags
 from absl import logging
 
 from cql_jax import selection
+from cql_jax import sweep
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("workdir", None, "A training run's or sweep's --workdir.")
-flags.DEFINE_list("estimators", list(selection.ESTIMATORS), "Which estimators to run.")
-flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
-flags.DEFINE_float("drop", 0.25, "Workflow: fall after the Q peak, as a share of its range, that "
-                   "reads as over-fitting.")
-flags.DEFINE_float("underfit", 0.5, "Workflow: final relative TD error that reads as "
-                   "under-fitting.")
-flags.DEFINE_float("cql_weight", None, "α of the conservative estimate (default: the run's).")
-flags.DEFINE_integer("seed", 0, "Seed of the policy-evaluation critics.")
-flags.DEFINE_bool("reuse", False, "Reuse the FQE / conservative estimates of an existing "
-                  "selection.json made with the same critic settings (change thresholds only).")
-flags.DEFINE_multi_string("fqe", [], "KEY=VALUE agent-config settings of the evaluation critics "
-                          "only, e.g. --fqe=polyak=0.02 or --fqe=target_update_period=100.")
-flags.mark_flags_as_required(["workdir"])
+
+
+def define_flags() -> None:
+  """The flags; defined only when run as a script, so importing this module defines none."""
+  flags.DEFINE_string("workdir", None, "A training run's or sweep's --workdir.")
+  flags.DEFINE_list("estimators", list(selection.ESTIMATORS), "Which estimators to run.")
+  flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
+  flags.DEFINE_float("drop", 0.25, "Workflow: fall after the Q peak, as a share of its range, that "
+                     "reads as over-fitting.")
+  flags.DEFINE_float("underfit", 0.5, "Workflow: final relative TD error that reads as "
+                     "under-fitting.")
+  flags.DEFINE_float("cql_weight", None, "α of the conservative estimate (default: the run's).")
+  flags.DEFINE_integer("seed", 0, "Seed of the policy-evaluation critics.")
+  flags.DEFINE_bool("reuse", False, "Reuse the FQE / conservative estimates of an existing "
+                    "selection.json made with the same critic settings (change thresholds only).")
+  flags.DEFINE_multi_string("fqe", [], "KEY=VALUE agent-config settings of the evaluation critics "
+                            "only, e.g. --fqe=polyak=0.02 or --fqe=target_update_period=100.")
+  flags.mark_flags_as_required(["workdir"])
+
+
+def fqe_overrides(items) -> dict:
+  """--fqe=KEY=VALUE items -> {KEY: VALUE as a Python literal}."""
+  out = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key.strip():
+      raise selection.SelectionError(f"--fqe={item!r} is not KEY=VALUE; e.g. --fqe=polyak=0.02.")
+    out[key.strip()] = sweep.parse_literal(value.strip())
+  return out
 
 
 def main(argv):
@@ -42,8 +58,8 @@ def main(argv):
   try:
     selection.select_run(FLAGS.workdir, FLAGS.estimators, fqe_steps=FLAGS.fqe_steps,
                          drop=FLAGS.drop, underfit=FLAGS.underfit, cql_weight=FLAGS.cql_weight,
-                         seed=FLAGS.seed, reuse=FLAGS.reuse, fqe_overrides=dict(
-                             item.split("=", 1) for item in FLAGS.fqe))
+                         seed=FLAGS.seed, reuse=FLAGS.reuse,
+                         fqe_overrides=fqe_overrides(FLAGS.fqe))
   except selection.SelectionError as e:
     print(f"error: {e}", file=sys.stderr)
     return 1
@@ -51,4 +67,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -39,14 +39,6 @@ from cql_jax.configs import cartpole
 from cql_jax.configs import classic
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STUDIES) to run.")
-flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
-flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
-flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
-flags.DEFINE_bool("reuse_selection", False, "Reuse the FQE / conservative estimates of a sweep's "
-                  "selection.json made with the same settings (no critics retrained).")
-flags.DEFINE_string("plot", "results/selection.png", "Scatter of estimate against true score, "
-                    "one row per study in --out (empty: no plot).")
 
 # name -> (config, overrides, sweep grid, seeds, FQE critic overrides).
 STUDIES = {
@@ -63,6 +55,18 @@ STUDIES = {
                      "keep_checkpoints": 100, "eval_episodes": 10},
                     {"agent.cql.weight": (0.0, 0.1, 1.0)}, (0, 1), {"target_update_period": 100}),
 }
+
+
+def define_flags() -> None:
+  """The flags; defined only when run as a script, so importing this module defines none."""
+  flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STUDIES) to run.")
+  flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
+  flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
+  flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
+  flags.DEFINE_bool("reuse_selection", False, "Reuse the FQE / conservative estimates of a sweep's "
+                    "selection.json made with the same settings (no critics retrained).")
+  flags.DEFINE_string("plot", "results/selection.png", "Scatter of estimate against true score, "
+                      "one row per study in --out (empty: no plot).")
 
 
 def true_scores(workdir: pathlib.Path, candidates) -> np.ndarray:
@@ -215,4 +219,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

@@ -201,3 +201,20 @@ def test_study_scores_choices_against_the_true_returns():
   # Spearman by hand: ranks of estimate [2,3,4,1,6,5], of truth [1,2,6,3,5,4].
   d = np.array([2, 3, 4, 1, 6, 5]) - np.array([1, 2, 6, 3, 5, 4])
   assert abs(f["spearman"] - (1 - 6 * np.sum(d ** 2) / (6 * 35))) < 1e-12
+
+
+def test_evaluation_critic_settings_are_checked_like_config_overrides():
+  from cql_jax.continuous import agent as cql
+  from experiments import select
+  overrides = select.fqe_overrides(["polyak=0.02", "critic_hidden_sizes=(8, 8)"])
+  assert overrides == {"polyak": 0.02, "critic_hidden_sizes": (8, 8)}
+  config = selection.evaluation_agent_config(cql.default_config(), penalty=False,
+                                             overrides=overrides)
+  assert config.polyak == 0.02 and tuple(config.critic_hidden_sizes) == (8, 8)
+  assert config.cql.weight == 0.0 and config.num_critics == 1
+  with pytest.raises(selection.SelectionError, match="Did you mean 'polyak'"):
+    selection.evaluation_agent_config(cql.default_config(), False, overrides={"polyk": 0.1})
+  with pytest.raises(selection.SelectionError, match="polyak"):
+    selection.evaluation_agent_config(cql.default_config(), False, overrides={"polyak": "fast"})
+  with pytest.raises(selection.SelectionError, match="KEY=VALUE"):
+    select.fqe_overrides(["polyak"])
