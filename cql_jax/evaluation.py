@@ -46,18 +46,24 @@ def make_vector_env(env_id, num_envs: int, env_kwargs: Optional[dict] = None):
   env_id: a Gymnasium id or an EnvSpec (then env_kwargs are applied on top of its kwargs).
   """
   return _build(lambda: gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                                     **(env_kwargs or {})), _env_name(env_id))
+                                     **(env_kwargs or {})), _env_name(env_id), env=env_id)
 
 
 def _env_name(env) -> str:
   return getattr(env, "id", env)
 
 
-def _build(make: Callable[[], Any], name: str, dataset_id: Optional[str] = None):
-  """make(), retried once after importing gymnasium_robotics for its unregistered ids."""
+def _build(make: Callable[[], Any], name: str, dataset_id: Optional[str] = None, env=None):
+  """make(), retried once after importing gymnasium_robotics for its unregistered ids.
+
+  env: the id or EnvSpec being built; Gymnasium-Robotics ones get their MuJoCo compatibility
+  fix first (cql_jax.envs.robotics.patch_joint_getters).
+  """
+  from cql_jax.envs import robotics  # pylint: disable=import-outside-toplevel
   whose = f" (the evaluation environment of {dataset_id})" if dataset_id else ""
   try:
     try:
+      robotics.prepare_to_build(name if env is None else env)
       return make()
     except gym.error.NameNotFound:
       try:
@@ -68,11 +74,11 @@ def _build(make: Callable[[], Any], name: str, dataset_id: Optional[str] = None)
             "Gymnasium-Robotics environment (AntMaze, Adroit, Kitchen), install the 'robotics' "
             "extra: pip install gymnasium-robotics==1.4.2.") from err
       gym.register_envs(gymnasium_robotics)
+      robotics.patch_joint_getters()
       return make()
   except DatasetError:
     raise
   except Exception as err:  # pylint: disable=broad-except
-    from cql_jax.envs import robotics  # pylint: disable=import-outside-toplevel
     known = robotics.diagnose_build_failure(f"environment {name}{whose}", err)
     if robotics.LAST_GOOD_MUJOCO in str(known):  # a known cause with a known fix: say that one.
       raise DatasetError(str(known)) from err
@@ -105,7 +111,7 @@ def make_eval_env(dataset, num_envs: int):
         "env_id to OfflineDataset.from_arrays.")
   if spec is not None:
     env = _build(lambda: gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync"),
-                 spec.id, dataset.dataset_id)
+                 spec.id, dataset.dataset_id, env=spec)
   else:
     env = _build(lambda: gym.make_vec(dataset.env_id, num_envs=num_envs,
                                       vectorization_mode="sync", **(dataset.env_kwargs or {})),
@@ -140,7 +146,7 @@ def check_eval_env(dataset) -> EnvCheck:
     make_eval_env(dataset, 1)  # raises the "records no environment" error.
   make = (lambda: gym.make(spec)) if spec is not None else (
       lambda: gym.make(dataset.env_id, **(dataset.env_kwargs or {})))
-  env = _build(make, name, dataset.dataset_id)
+  env = _build(make, name, dataset.dataset_id, env=spec if spec is not None else name)
   try:
     def probe():
       env.reset(seed=0)

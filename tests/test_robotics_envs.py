@@ -93,23 +93,76 @@ def test_antmaze_flattened_batch_is_d4rl_layout():
   assert observations.flat_size(envs.single_observation_space, D4RL_ANTMAZE_KEYS) == 29
 
 
-def test_kitchen_builds_or_says_which_mujoco_works(tmp_path, monkeypatch):
-  monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
+def test_kitchen_builds_on_the_installed_mujoco():
   with warnings.catch_warnings():
     warnings.simplefilter("ignore")
-    if robotics.mujoco_enums_compare_with_numpy():
-      check = robotics.check_environment("FrankaKitchen-v1")
-      assert check.observation_space["observation"].shape == (59,)
-    else:
-      with pytest.raises(robotics.EnvironmentUnavailable) as err:
-        robotics.check_environment("FrankaKitchen-v1")
-      message = str(err.value)
-      assert "FrankaKitchen-v1" in message and f"mujoco<={robotics.LAST_GOOD_MUJOCO}" in message
-      assert "jnt_type" in message
-      # The recorder checks first, so nothing is left on disk.
-      with pytest.raises(robotics.EnvironmentUnavailable, match="mujoco<="):
-        robotics.record_minari_dataset("cql_jax/kitchen/tiny-v0", "FrankaKitchen-v1")
-      assert "cql_jax/kitchen/tiny-v0" not in minari.list_local_datasets()
+    check = robotics.check_environment("FrankaKitchen-v1")
+  assert check.observation_space["observation"].shape == (59,)
+  assert check.action_space.shape == (9,) and check.spec.max_episode_steps == 280
+  # The fix is in place exactly when gymnasium-robotics' own accessor fails here.
+  assert robotics.joint_getters_patched() == robotics.joint_getters_fail()
+  if not robotics.mujoco_enums_compare_with_numpy():
+    assert robotics.joint_getters_patched()
+
+
+def test_joint_accessors_agree_with_mujocos_named_access():
+  """On Kitchen's model (hinge, slide and one free joint), after random steps, every joint's
+  qpos/qvel read through gymnasium-robotics' accessors equals MuJoCo's own `data.joint(name)`;
+  a hinge set through the setter lands where MuJoCo reads it."""
+  from gymnasium_robotics.utils import mujoco_utils
+  import mujoco
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    robotics.register_robotics_envs()
+    env = gym.make("FrankaKitchen-v1")
+  try:
+    env.reset(seed=0)
+    env.action_space.seed(0)
+    for _ in range(5):
+      env.step(env.action_space.sample())
+    model, data = env.unwrapped.robot_env.model, env.unwrapped.robot_env.data
+    kinds = set()
+    for joint in range(model.njnt):
+      name = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, joint)
+      kinds.add(int(model.jnt_type[joint]))
+      np.testing.assert_array_equal(mujoco_utils.get_joint_qpos(model, data, name),
+                                    data.joint(name).qpos)
+      np.testing.assert_array_equal(mujoco_utils.get_joint_qvel(model, data, name),
+                                    data.joint(name).qvel)
+    assert kinds == {int(mujoco.mjtJoint.mjJNT_HINGE), int(mujoco.mjtJoint.mjJNT_SLIDE),
+                     int(mujoco.mjtJoint.mjJNT_FREE)}
+    hinge = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, 0)
+    mujoco_utils.set_joint_qpos(model, data, hinge, 0.123)
+    mujoco_utils.set_joint_qvel(model, data, hinge, -0.5)
+    assert data.joint(hinge).qpos[0] == 0.123 and data.joint(hinge).qvel[0] == -0.5
+  finally:
+    env.close()
+
+
+def test_joint_patch_stays_out_when_the_library_works(monkeypatch):
+  """A gymnasium-robotics whose accessors work (simulated) is left untouched; the one installed
+  here fails the probe exactly when MuJoCo's enums break `in`, and the error for an environment
+  built without the fix names the cause and both ways out."""
+  from gymnasium_robotics.utils import mujoco_utils
+  working = {name: (lambda model, data, name, *value: None) for name in robotics._JOINT_FUNCTIONS}
+  for name, function in working.items():
+    monkeypatch.setattr(mujoco_utils, name, function)
+  assert not robotics.joint_getters_fail()
+  assert not robotics.patch_joint_getters() and not robotics.joint_getters_patched()
+  assert all(getattr(mujoco_utils, name) is f for name, f in working.items())
+  monkeypatch.undo()
+
+  robotics.patch_joint_getters()
+  original = getattr(mujoco_utils.get_joint_qpos, "cql_jax_original", mujoco_utils.get_joint_qpos)
+  assert robotics.joint_getters_fail() == (not robotics.mujoco_enums_compare_with_numpy())
+  if robotics.joint_getters_fail():
+    import mujoco
+    model = mujoco.MjModel.from_xml_string(robotics._PROBE_XML)
+    with pytest.raises(AssertionError) as raised:
+      original(model, mujoco.MjData(model), "probe")
+    message = str(robotics.diagnose_build_failure("FrankaKitchen-v1", raised.value))
+    assert "jnt_type" in message and "patch_joint_getters" in message
+    assert f"mujoco<={robotics.LAST_GOOD_MUJOCO}" in message
 
 
 def test_unknown_environment_is_refused_with_its_id():

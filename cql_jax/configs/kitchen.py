@@ -26,8 +26,9 @@ scripts/D4RL/kitchen/create_franka_dataset.py):
     when completed, and ended the episode when all four were (return 0-4, kitchen_envs.py). The
     stored spec is also the evaluation environment, so evaluation returns sum per-step counts
     and are normalised with Minari's reference scores, not D4RL's 0-4.
-Gymnasium-Robotics 1.4.2's Kitchen cannot be built on MuJoCo >= 3.12 (cql_jax.envs.robotics
-explains why and names the working version); the start-up check refuses it with that message.
+Gymnasium-Robotics 1.4.2's Kitchen fails to build on MuJoCo >= 3.12 (an enum comparison in its
+joint accessors); cql_jax.envs.robotics patches those accessors before building it, only where
+the library's own accessor fails, so it trains and evaluates on the pinned MuJoCo 4.
 """
 from __future__ import annotations
 

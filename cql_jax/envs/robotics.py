@@ -17,15 +17,22 @@ and evaluation cannot drift apart. Measured with gymnasium 1.4.0 and gymnasium-r
   FrankaKitchen-v1:  observation 59, achieved_goal / desired_goal dicts of per-task arrays
                      (17 values each for all seven tasks), 9-d action, 280 steps.
 
-Kitchen and MuJoCo. gymnasium-robotics 1.4.2 reads joints through
-`gymnasium_robotics.utils.mujoco_utils.get_joint_qpos`, which asserts
-`model.jnt_type[j] in (mjJNT_HINGE, mjJNT_SLIDE)`. `model.jnt_type[j]` is a NumPy int32 and
-`x in (a, b)` evaluates `a == x`; from MuJoCo 3.12 (pybind11 3.1 enums) an enum compared with a
-NumPy integer from the enum's side is False, so the assertion fails for every hinge joint and
-`gym.make("FrankaKitchen-v1")` raises a bare AssertionError. MuJoCo <= 3.11.0 works (checked:
-3.3.7, 3.4-3.11 compare equal; 3.12.0, 3.17.0, 4.0.0 do not; FrankaKitchen-v1 builds, resets and
-steps on 3.3.7 and 3.11.0). AntMaze and Adroit do not take that path and work on MuJoCo 4.0.0.
-`check_environment` turns the failure into an error that says this.
+Kitchen and MuJoCo. gymnasium-robotics 1.4.2 (the newest) reads joints through
+`gymnasium_robotics.utils.mujoco_utils.get_joint_qpos` / `get_joint_qvel` (and sets them through
+`set_joint_qpos` / `set_joint_qvel`), which assert `model.jnt_type[j] in (mjJNT_HINGE,
+mjJNT_SLIDE)`. `model.jnt_type[j]` is a NumPy int32 and `x in (a, b)` evaluates `a == x`; from
+MuJoCo 3.12 (pybind11 3.1 enums) an enum compared with a NumPy integer from the enum's side is
+False, so the assertion fails for every hinge and slide joint and FrankaKitchen-v1 (whose
+observation reads the robot's joints this way) raises a bare AssertionError. MuJoCo <= 3.11.0
+compares equal (checked: 3.3.7, 3.4-3.11; 3.12.0, 3.17.0, 4.0.0 do not). AntMaze and Adroit do not
+take that path.
+
+`patch_joint_getters` is the compatibility fix: before any of these environments is built (every
+builder in this package and in `cql_jax.evaluation` calls it) it calls the library's own
+`get_joint_qpos` on a one-hinge model; only if that raises does it put, in place of the four
+functions, versions that handle hinge and slide joints (one value at `jnt_qposadr` /
+`jnt_dofadr`) by integer comparison and hand every other joint to the library's original. So it
+stops applying itself as soon as gymnasium-robotics (or MuJoCo) no longer fails the probe.
 """
 from __future__ import annotations
 
@@ -38,7 +45,7 @@ from typing import Any, Mapping, NamedTuple, Optional, Sequence
 import numpy as np
 
 
-LAST_GOOD_MUJOCO = "3.11.0"  # newest MuJoCo on which gymnasium-robotics 1.4.2's Kitchen builds
+LAST_GOOD_MUJOCO = "3.11.0"  # newest MuJoCo on which gymnasium-robotics 1.4.2's Kitchen builds unpatched
 
 
 class EnvironmentUnavailable(RuntimeError):
@@ -69,8 +76,101 @@ def mujoco_enums_compare_with_numpy() -> bool:
   return bool(np.int32(int(hinge)) in (hinge,))
 
 
+_ONE_VALUE_JOINTS = ("mjJNT_HINGE", "mjJNT_SLIDE")
+_JOINT_FUNCTIONS = ("get_joint_qpos", "get_joint_qvel", "set_joint_qpos", "set_joint_qvel")
+_PROBE_XML = """<mujoco><worldbody><body><joint name="probe" type="hinge"/>
+<geom size="0.1"/></body></worldbody></mujoco>"""
+
+
+def joint_getters_fail() -> bool:
+  """Whether gymnasium-robotics' own `get_joint_qpos` fails on a hinge joint here.
+
+  Probes the library's function as it is installed (not a version number), so the answer
+  changes by itself when a fixed gymnasium-robotics or MuJoCo is installed. False when
+  gymnasium-robotics or MuJoCo is not installed.
+  """
+  try:
+    import mujoco  # pylint: disable=import-outside-toplevel
+    from gymnasium_robotics.utils import mujoco_utils  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  original = getattr(mujoco_utils.get_joint_qpos, "cql_jax_original", mujoco_utils.get_joint_qpos)
+  model = mujoco.MjModel.from_xml_string(_PROBE_XML)
+  try:
+    original(model, mujoco.MjData(model), "probe")
+  except AssertionError:
+    return True
+  return False
+
+
+def _one_value_joint(function, address_field: str, is_setter: bool):
+  """`function` (a gymnasium-robotics joint accessor) with hinge and slide joints handled here."""
+  import mujoco  # pylint: disable=import-outside-toplevel
+  one_value = {int(getattr(mujoco.mjtJoint, name)) for name in _ONE_VALUE_JOINTS}
+
+  def accessor(model, data, name, *value):
+    joint = mujoco.mj_name2id(model, mujoco.mjtObj.mjOBJ_JOINT, name)
+    if joint == -1 or int(model.jnt_type[joint]) not in one_value:
+      return function(model, data, name, *value)  # free and ball joints, unknown names.
+    address = int(getattr(model, address_field)[joint])
+    array = data.qpos if address_field == "jnt_qposadr" else data.qvel
+    if is_setter:
+      array[address:address + 1] = np.asarray(value[0]).reshape(-1)
+      return None
+    return array[address:address + 1].copy()
+
+  accessor.cql_jax_original = function
+  accessor.__name__ = function.__name__
+  accessor.__doc__ = (f"{function.__doc__} (cql_jax: hinge and slide joints compared as "
+                      "integers; see cql_jax.envs.robotics.)")
+  return accessor
+
+
+def patch_joint_getters() -> bool:
+  """Makes gymnasium-robotics' joint accessors work where MuJoCo's enums break them.
+
+  Idempotent and cheap after the first call. Applied only when `joint_getters_fail()`; see the
+  module docstring. Returns whether the patched accessors are in place.
+  """
+  if joint_getters_patched():
+    return True
+  if not joint_getters_fail():
+    return False
+  from gymnasium_robotics.utils import mujoco_utils  # pylint: disable=import-outside-toplevel
+  for name in _JOINT_FUNCTIONS:
+    function = getattr(mujoco_utils, name)
+    if hasattr(function, "cql_jax_original"):
+      continue
+    address = "jnt_qposadr" if name.endswith("qpos") else "jnt_dofadr"
+    setattr(mujoco_utils, name, _one_value_joint(function, address, name.startswith("set_")))
+  return True
+
+
+def joint_getters_patched() -> bool:
+  """Whether `patch_joint_getters` has replaced gymnasium-robotics' joint accessors."""
+  try:
+    from gymnasium_robotics.utils import mujoco_utils  # pylint: disable=import-outside-toplevel
+  except ImportError:
+    return False
+  return hasattr(mujoco_utils.get_joint_qpos, "cql_jax_original")
+
+
+def prepare_to_build(env) -> None:
+  """Patches the joint accessors (`patch_joint_getters`) before `env` is built, if it is a
+  Gymnasium-Robotics environment. env: a Gymnasium id or EnvSpec; anything else is left alone."""
+  import sys  # pylint: disable=import-outside-toplevel
+  entry_point = getattr(env, "entry_point", None)
+  if entry_point is None and isinstance(env, str):
+    import gymnasium as gym  # pylint: disable=import-outside-toplevel
+    entry_point = getattr(gym.registry.get(env), "entry_point", None)
+  robotics_env = isinstance(entry_point, str) and entry_point.startswith("gymnasium_robotics")
+  if robotics_env or "gymnasium_robotics" in sys.modules:
+    patch_joint_getters()
+
+
 def register_robotics_envs() -> None:
-  """Registers gymnasium-robotics' ids with gymnasium; a clear error if it is not installed."""
+  """Registers gymnasium-robotics' ids with gymnasium (and patches its joint accessors where
+  this MuJoCo needs it); a clear error if it is not installed."""
   try:
     robotics = importlib.import_module("gymnasium_robotics")
   except ImportError as err:
@@ -79,6 +179,7 @@ def register_robotics_envs() -> None:
         "pip install gymnasium-robotics==1.4.2 (the 'robotics' extra).") from err
   import gymnasium as gym  # pylint: disable=import-outside-toplevel
   gym.register_envs(robotics)
+  patch_joint_getters()
 
 
 def diagnose_build_failure(what: str, err: BaseException) -> EnvironmentUnavailable:
@@ -87,14 +188,14 @@ def diagnose_build_failure(what: str, err: BaseException) -> EnvironmentUnavaila
   trace = "".join(traceback.format_exception(type(err), err, err.__traceback__))
   if (isinstance(err, AssertionError) and "mujoco_utils" in trace
       and versions["mujoco"] != "not installed" and not mujoco_enums_compare_with_numpy()):
+    # Only reachable when the environment was built before patch_joint_getters ran.
     return EnvironmentUnavailable(
         f"{what} cannot be built with mujoco {versions['mujoco']} and gymnasium-robotics "
         f"{versions['gymnasium-robotics']}: gymnasium_robotics.utils.mujoco_utils asserts "
         "`model.jnt_type[j] in (mjJNT_HINGE, mjJNT_SLIDE)`, which is False on MuJoCo >= 3.12 "
         "because its enums no longer compare equal to NumPy integers from the enum's side. "
-        f"Use mujoco<={LAST_GOOD_MUJOCO} (tested: mujoco {LAST_GOOD_MUJOCO} with "
-        "gymnasium-robotics 1.4.2 and gymnasium 1.4.0), e.g. in a separate virtualenv: "
-        f"pip install mujoco=={LAST_GOOD_MUJOCO} gymnasium-robotics==1.4.2.")
+        "Call cql_jax.envs.robotics.patch_joint_getters() before building it (the project's "
+        f"builders do), or use mujoco<={LAST_GOOD_MUJOCO} with gymnasium-robotics 1.4.2.")
   detail = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
   return EnvironmentUnavailable(f"{what} cannot be built, reset and stepped here ({detail}). "
                                 f"Installed: {versions}.")
@@ -108,6 +209,7 @@ class EnvCheck(NamedTuple):
 
 
 def _probe(make, what: str) -> EnvCheck:
+  patch_joint_getters()
   try:
     env = make()
   except EnvironmentUnavailable:
@@ -128,7 +230,7 @@ def check_environment(env_id: str, kwargs: Optional[dict] = None) -> EnvCheck:
   """Builds, resets and steps `env_id` once; any failure becomes an EnvironmentUnavailable.
 
   Meant for start-up, before data is loaded: the error names the environment, the cause and
-  the package versions that work (see the module docstring for Kitchen on MuJoCo >= 3.12).
+  the package versions installed.
   """
   import gymnasium as gym  # pylint: disable=import-outside-toplevel
   kwargs = dict(kwargs or {})
