@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from cql_jax import rollout
+from cql_jax.data import maze_maps
 from cql_jax.data import observations
 from cql_jax.data.errors import DatasetError
 
@@ -137,8 +138,9 @@ def check_eval_env(dataset) -> EnvCheck:
   """Builds, resets and steps the dataset's evaluation environment once and checks its spaces.
 
   Meant for start-up, before training: an environment that cannot be built here, a dataset
-  whose observation layout or size differs from the environment's, or mismatched action
-  spaces each raise a DatasetError naming both sides and the fix.
+  whose observation layout or size differs from the environment's, mismatched action
+  spaces, or a maze other than the one the data was recorded in (check_maze) each raise a
+  DatasetError naming both sides and the fix.
   """
   spec = getattr(dataset, "env_spec", None)
   name = spec.id if spec is not None else dataset.env_id
@@ -154,10 +156,26 @@ def check_eval_env(dataset) -> EnvCheck:
       env.step(env.action_space.sample())
     _build(probe, name, dataset.dataset_id)
     obs_space, act_space = env.observation_space, env.action_space
+    check_maze(dataset, env, name)
   finally:
     env.close()
   check_spaces(dataset, obs_space, act_space, name)
   return EnvCheck(name, obs_space, act_space)
+
+
+def check_maze(dataset, env, env_name: str) -> None:
+  """Raises DatasetError when `env` (built, reset) is a maze whose walls differ from the maze
+  `dataset` was recorded in (its data_env_spec; cql_jax.data.maze_maps)."""
+  maze = getattr(env.unwrapped, "maze", None)
+  built = getattr(maze, "maze_map", None)
+  recorded = maze_maps.spec_maze_map(getattr(dataset, "data_env_spec", None))
+  if built is None or recorded is None or maze_maps.same_walls(built, recorded):
+    return
+  raise DatasetError(
+      f"{dataset.dataset_id}'s evaluation environment {env_name} builds the maze "
+      f"{maze_maps.render(built)}, but its data were recorded in {maze_maps.render(recorded)}: "
+      "scores there would not measure the data's task. Evaluate in the recording maze "
+      "(config.env_kwargs.maze_map for data that store no spec).")
 
 
 def check_spaces(dataset, obs_space, act_space, env_name: str) -> None:

@@ -51,6 +51,9 @@ class OfflineDataset:
                    env_id/env_kwargs.
   observation_space: the dataset's observation space before flattening (gymnasium Space), or
                    None; the start-up check compares it with the evaluation environment's.
+  data_env_spec:   gymnasium EnvSpec of the environment the data was recorded in (a Minari
+                   dataset's collection spec), or None; the start-up check compares a maze
+                   environment's map with it (cql_jax.data.maze_maps).
   """
   transitions: Transition
   dataset_id: str
@@ -67,6 +70,7 @@ class OfflineDataset:
   obs_keys: Optional[tuple] = None
   env_spec: Any = None
   observation_space: Any = None
+  data_env_spec: Any = None
 
   @classmethod
   def from_arrays(cls, observations, actions, rewards, terminals, truncations, **kwargs

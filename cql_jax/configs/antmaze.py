@@ -53,8 +53,10 @@ Where Minari's data differ from D4RL's, so D4RL scores are a rough guide only:
     umaze, 1000 elsewhere) and is normalised with Minari's ref_min_score/ref_max_score (random
     and expert-policy returns), not D4RL's 0/1 success;
   - umaze, umaze-diverse: the stored eval maze is the training maze mirrored (its wall is on the
-    other side; Farama-Foundation/Minari#304, open), so their evaluation scores do not measure
-    the task the data shows. Medium and large mazes keep their walls.
+    other side; Farama-Foundation/Minari#304, open). The loader evaluates in the recording maze
+    instead (cql_jax.data.maze_maps: umaze's own reset and goal cells; umaze-diverse's evaluation
+    map mirrored back) and the start-up check compares the built maze with the recording one.
+    Medium and large mazes keep their walls.
 """
 from __future__ import annotations
 

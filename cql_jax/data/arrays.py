@@ -41,8 +41,8 @@ def assemble(raw: Transition, episode_starts: np.ndarray, *, dataset_id: str, di
              reward_bias: float = 0.0, env_id: Optional[str] = None,
              env_kwargs: Optional[dict] = None, env_spec: Any = None,
              ref_min_score: Optional[float] = None, ref_max_score: Optional[float] = None,
-             obs_keys: Optional[Sequence[str]] = None, observation_space: Any = None
-             ) -> OfflineDataset:
+             obs_keys: Optional[Sequence[str]] = None, observation_space: Any = None,
+             data_env_spec: Any = None) -> OfflineDataset:
   """Validates flat raw transitions and wraps them, with the reward transform, as a dataset.
 
   raw: Transition of NumPy arrays [T, ...] with rewards as stored; episode_starts: [E] int
@@ -71,6 +71,7 @@ def assemble(raw: Transition, episode_starts: np.ndarray, *, dataset_id: str, di
       obs_keys=None if obs_keys is None else tuple(obs_keys),
       env_spec=env_spec,
       observation_space=observation_space,
+      data_env_spec=data_env_spec,
   )
 
 

@@ -11,12 +11,14 @@ Conventions (see REFERENCE.md §4–5):
 """
 from __future__ import annotations
 
+import logging
 import math
 from typing import Optional, Sequence
 
 import numpy as np
 
 from cql_jax.data import arrays
+from cql_jax.data import maze_maps
 from cql_jax.data import paths
 from cql_jax.data.errors import DatasetError
 from cql_jax.data.observations import flatten_observations
@@ -24,6 +26,8 @@ from cql_jax.data.observations import resolve_obs_keys
 from cql_jax.data.validation import check_action_kind
 from cql_jax.data.validation import validate_transitions
 from cql_jax.types import OfflineDataset, Transition
+
+_log = logging.getLogger(__name__)
 
 # Names other modules have always imported from here.
 __all__ = ["DatasetError", "check_action_kind", "eval_env_spec", "flatten_observations",
@@ -150,7 +154,10 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
       reward=np.concatenate(rew_parts), discount=np.concatenate(disc_parts),
       next_obs=np.concatenate(next_parts))
   metadata = minari_dataset.storage.metadata
-  spec = eval_env_spec(minari_dataset)
+  spec, note = maze_maps.reconcile_eval_spec(eval_env_spec(minari_dataset),
+                                             minari_dataset.env_spec, dataset_id)
+  if note:
+    _log.warning(note)
   env_id, env_kwargs = _env_info(spec)
   starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
   # Validation happens before the reward transform, so messages refer to the stored values.
@@ -161,7 +168,7 @@ def from_minari(minari_dataset, *, obs_keys: Optional[Sequence[str]] = None,
       reward_bias=reward_bias, env_id=env_id, env_kwargs=env_kwargs, env_spec=spec,
       ref_min_score=_optional_float(metadata.get("ref_min_score")),
       ref_max_score=_optional_float(metadata.get("ref_max_score")),
-      obs_keys=keys, observation_space=obs_space)
+      obs_keys=keys, observation_space=obs_space, data_env_spec=minari_dataset.env_spec)
 
 
 def load_dataset(dataset_id: str, *, download: bool = False,
@@ -183,8 +190,9 @@ def load_dataset(dataset_id: str, *, download: bool = False,
     OfflineDataset with transitions of T steps: obs/next_obs float32 [T, O], action
     float32 [T, A] in the env's own units (Box) or int32 [T] (Discrete), reward and
     discount float32 [T] (discount = 1 - termination); episode_returns float32 [E];
-    initial_obs float32 [E, O]; env_spec the evaluation spec (eval_env_spec) and env
-    id/kwargs read from it; obs_keys the dict keys flattened (None for arrays) and
+    initial_obs float32 [E, O]; env_spec the evaluation spec (eval_env_spec, its maze made the
+    recording one by maze_maps.reconcile_eval_spec) and env id/kwargs read from it;
+    data_env_spec the recording (collection) spec; obs_keys the dict keys flattened (None for arrays) and
     observation_space the stored one; reference scores from the metadata (None when absent).
 
   Raises:

@@ -36,6 +36,7 @@ stops applying itself as soon as gymnasium-robotics (or MuJoCo) no longer fails 
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import traceback
@@ -279,7 +280,8 @@ def record_minari_dataset(dataset_id: str, env_id: str, *, num_episodes: int = 2
                           max_episode_steps: int = 20, seed: int = 0,
                           env_kwargs: Optional[dict] = None,
                           ref_min_score: Optional[float] = None,
-                          ref_max_score: Optional[float] = None):
+                          ref_max_score: Optional[float] = None,
+                          eval_env_kwargs: Optional[dict] = None):
   """Records `num_episodes` random-policy episodes of `env_id` with Minari's DataCollector.
 
   Episodes are capped at `max_episode_steps` (the cap is part of the stored spec, so the
@@ -295,6 +297,8 @@ def record_minari_dataset(dataset_id: str, env_id: str, *, num_episodes: int = 2
     env_kwargs: extra `gymnasium.make` arguments, stored in the spec.
     ref_min_score, ref_max_score: stored reference scores (both or neither; Minari would
       otherwise estimate the random score by rolling out 100 episodes).
+    eval_env_kwargs: kwargs that the stored evaluation spec has on top of the collection
+      spec's (e.g. another maze_map, as Minari's AntMaze datasets store).
 
   Returns:
     The new minari.MinariDataset.
@@ -328,13 +332,16 @@ def record_minari_dataset(dataset_id: str, env_id: str, *, num_episodes: int = 2
       while not done:
         _, _, terminated, truncated, _ = env.step(env.action_space.sample())
         done = terminated or truncated
+    eval_spec = base.spec
+    if eval_env_kwargs:
+      eval_spec = dataclasses.replace(base.spec, kwargs=dict(base.spec.kwargs, **eval_env_kwargs))
     scores = {} if ref_min_score is None else dict(ref_min_score=float(ref_min_score),
                                                    ref_max_score=float(ref_max_score))
     with warnings.catch_warnings():
       # We deliberately record no code permalink or e-mail; Minari warns about both.
       warnings.filterwarnings("ignore", message=".*is set to None.*", category=UserWarning)
       return env.create_dataset(
-          dataset_id=dataset_id, eval_env=base.spec, algorithm_name="random", author="cql_jax",
+          dataset_id=dataset_id, eval_env=eval_spec, algorithm_name="random", author="cql_jax",
           description=(f"{num_episodes} uniform-random episodes of {env_id} capped at "
                        f"{max_episode_steps} steps, for tests."), **scores)
   finally:
