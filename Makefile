@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 # Test processes (pytest-xdist); each test module stays in one process, so it compiles once.
 TEST_WORKERS ?= 2
 
-.PHONY: venv demo test test-fast clean
+.PHONY: venv peer-venv demo test test-fast clean
 
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +15,17 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 venv: $(STAMP)
+
+# The peer harness's own interpreter (experiments/peer.py): d3rlpy 2.8.1 and torch's CPU build,
+# never in .venv. d3rlpy pins gymnasium==1.0.0; --no-deps keeps the environments at .venv's.
+PEER_VENV := .peer-venv
+$(PEER_VENV)/.installed: requirements-peer.txt
+	$(PYTHON) -m venv $(PEER_VENV)
+	$(PEER_VENV)/bin/python -m pip install -q --disable-pip-version-check -r requirements-peer.txt
+	$(PEER_VENV)/bin/python -m pip install -q --disable-pip-version-check --no-deps d3rlpy==2.8.1
+	touch $(PEER_VENV)/.installed
+
+peer-venv: $(PEER_VENV)/.installed
 
 demo: $(STAMP)
 	$(PY) -m experiments.demo
@@ -26,4 +37,4 @@ test-fast: $(STAMP)
 	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile -m "not slow"
 
 clean:
-	rm -rf $(VENV) .jax_cache .pytest_cache
+	rm -rf $(VENV) $(PEER_VENV) .jax_cache .pytest_cache

@@ -2,8 +2,11 @@
 
   python -m experiments.make_datasets --env=hopper --workdir=runs/datasets-hopper \
       --total_steps=1000000 --max_minutes=45 [--num_transitions=200000] [--target_return=2500]
+  python -m experiments.make_datasets --env=reacher --workdir=runs/datasets-reacher
 
-For each of --env (hopper, halfcheetah, walker2d; a list) it trains SAC (cql_jax.makers.online),
+For each of --env (a list of cql_jax.makers.mujoco_datasets.ENVS: the MuJoCo locomotion tasks
+hopper, halfcheetah, walker2d, and the control tasks pendulum-sac, inverteddoublependulum,
+reacher) it trains SAC (cql_jax.makers.online) with that environment's SETTINGS (unset flags),
 keeping a policy snapshot at every evaluation and every finished training episode, then writes
 cql_jax/<env>/{random,medium,expert,medium-replay,medium-expert}-v0 (cql_jax.makers.mujoco_datasets)
 under $MINARI_DATASETS_PATH (default data/minari). It logs the evaluation curve, the step and
@@ -23,17 +26,20 @@ from absl import app
 from absl import flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("env", ["hopper"], "Environments: hopper, halfcheetah, walker2d.")
+ENV_NAMES = ("hopper", "halfcheetah", "walker2d", "pendulum-sac", "inverteddoublependulum",
+             "reacher")  # == mujoco_datasets.ENVS, listed here so --help needs no JAX import.
+flags.DEFINE_list("env", ["hopper"], f"Environments: {', '.join(ENV_NAMES)}.")
 flags.DEFINE_string("workdir", None, "Where summaries and policy snapshots go.")
 flags.DEFINE_integer("seed", 0, "Seed of SAC, the rollouts and the reference scores.")
-flags.DEFINE_integer("total_steps", 1_000_000, "SAC environment steps (upper bound).")
-flags.DEFINE_float("max_minutes", 45.0, "Wall-time budget of SAC training per environment.")
-flags.DEFINE_integer("warmup_steps", 10_000, "Uniform random steps before learning.")
+# Unset: the environment's mujoco_datasets.SETTINGS.
+flags.DEFINE_integer("total_steps", None, "SAC environment steps (upper bound).")
+flags.DEFINE_float("max_minutes", None, "Wall-time budget of SAC training per environment.")
+flags.DEFINE_integer("warmup_steps", None, "Uniform random steps before learning.")
 flags.DEFINE_integer("steps_per_round", 100, "Env steps (and updates) per host round trip.")
-flags.DEFINE_integer("eval_every", 10_000, "Env steps between evaluations (and snapshots).")
-flags.DEFINE_integer("num_transitions", 200_000, "Transitions per rolled-out dataset (D4RL: 1M).")
+flags.DEFINE_integer("eval_every", None, "Env steps between evaluations (and snapshots).")
+flags.DEFINE_integer("num_transitions", None, "Transitions per rolled-out dataset (D4RL: 1M).")
 flags.DEFINE_integer("ref_episodes", 50, "Episodes per reference policy for ref scores.")
-flags.DEFINE_float("target_return", 2500.0, "Evaluation return the log reports reaching.")
+flags.DEFINE_float("target_return", None, "Evaluation return the log reports reaching.")
 flags.DEFINE_list("kinds", ["random", "medium", "expert", "medium-replay", "medium-expert"],
                   "Dataset kinds to write.")
 flags.mark_flags_as_required(["workdir"])
@@ -49,38 +55,43 @@ def run_env(env_name: str) -> dict:
   from cql_jax.makers import mujoco_datasets
 
   env_id = mujoco_datasets.ENVS[env_name]
+  settings = mujoco_datasets.SETTINGS[env_name]._asdict()
+  for name in settings:
+    if getattr(FLAGS, name) is not None:
+      settings[name] = getattr(FLAGS, name)
+  target_return, max_minutes = settings["target_return"], settings["max_minutes"]
   outdir = os.path.join(FLAGS.workdir, env_name)
   os.makedirs(outdir, exist_ok=True)
   config = online.default_config()
-  config.total_steps = FLAGS.total_steps
-  config.warmup_steps = FLAGS.warmup_steps
+  config.total_steps = settings["total_steps"]
+  config.warmup_steps = settings["warmup_steps"]
   config.steps_per_round = FLAGS.steps_per_round
-  config.eval_every = FLAGS.eval_every
+  config.eval_every = settings["eval_every"]
   snapshots, reached = [], {}
 
   def on_eval(step, state, info):
     snapshots.append({"step": step, "seconds": info["seconds"], "mean_return": info["mean_return"],
                       "actor_params": jax.device_get(state.actor_params)})
-    if not reached and info["mean_return"] >= FLAGS.target_return:
+    if not reached and info["mean_return"] >= target_return:
       reached.update(step=step, seconds=info["seconds"], mean_return=info["mean_return"])
-      log(f"{env_id}: target {FLAGS.target_return} reached at step {step}, "
+      log(f"{env_id}: target {target_return} reached at step {step}, "
           f"{info['seconds']:.0f}s")
 
-  log(f"{env_id}: SAC for up to {FLAGS.total_steps} steps / {FLAGS.max_minutes} min\n{config}")
-  run = online.train_online(env_id, config, seed=FLAGS.seed, max_seconds=60 * FLAGS.max_minutes,
+  log(f"{env_id}: SAC for up to {config.total_steps} steps / {max_minutes} min\n{config}")
+  run = online.train_online(env_id, config, seed=FLAGS.seed, max_seconds=60 * max_minutes,
                             record_episodes=True, on_eval=on_eval,
                             log=lambda m: log(f"{env_id}: {m}"))
   best = max(snapshots, key=lambda s: s["mean_return"])
   log(f"{env_id}: trained {run.env_steps} steps in {run.seconds:.0f}s "
       f"({run.env_steps / run.seconds:.0f} steps/s); best eval {best['mean_return']:.1f} at step "
-      f"{best['step']}; target {FLAGS.target_return} "
+      f"{best['step']}; target {target_return} "
       + (f"reached at step {reached['step']}" if reached else "NOT reached"))
   with open(os.path.join(outdir, "snapshots.pkl"), "wb") as f:
     pickle.dump(snapshots, f)
   summary = {
       "env_id": env_id, "seed": FLAGS.seed, "config": config.to_dict(),
       "train_steps": run.env_steps, "train_seconds": run.seconds,
-      "target_return": FLAGS.target_return, "target_reached": reached or None,
+      "target_return": target_return, "target_reached": reached or None,
       "evals": [{k: v for k, v in s.items() if k != "actor_params"} for s in snapshots],
       "train_episode_returns": run.train_returns.tolist(),
       "train_episode_end_steps": run.train_end_steps.tolist(),
@@ -92,7 +103,7 @@ def run_env(env_name: str) -> dict:
                 f"{run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core CPU).")
   start = time.perf_counter()
   summary["datasets"] = mujoco_datasets.write_all(
-      env_name, run, snapshots, num_transitions=FLAGS.num_transitions,
+      env_name, run, snapshots, num_transitions=settings["num_transitions"],
       ref_episodes=FLAGS.ref_episodes, seed=FLAGS.seed, train_text=train_text,
       kinds=FLAGS.kinds, log=log)
   summary["dataset_seconds"] = time.perf_counter() - start
@@ -106,6 +117,9 @@ def run_env(env_name: str) -> dict:
 
 def main(argv):
   del argv
+  unknown = [e for e in FLAGS.env if e not in ENV_NAMES]
+  if unknown:
+    raise app.UsageError(f"--env: unknown {', '.join(unknown)}; choose from {', '.join(ENV_NAMES)}.")
   for env_name in FLAGS.env:
     run_env(env_name)
 

@@ -37,9 +37,9 @@ def written(tmp_path_factory):
 
 def test_datasets_follow_the_d4rl_recipe(written):
   run, snapshots, stats, loaded = written
-  medium, expert = mujoco_datasets.pick_snapshots(snapshots)
   refs = {(d.ref_min_score, d.ref_max_score) for d in loaded.values()}
   assert len(refs) == 1                                   # one normalisation for the family.
+  medium, expert = mujoco_datasets.pick_snapshots(snapshots, loaded["random"].ref_min_score)
   for kind, d in loaded.items():
     assert d.env_id == "Hopper-v5" and not d.discrete
     assert d.obs_dim == 11 and d.action_dim == 3

@@ -139,13 +139,18 @@ def test_sac_learns_pendulum():
   assert seconds < 180, seconds
 
 
-def test_pick_snapshots_takes_first_third_of_best():
+def test_pick_snapshots_takes_first_third_of_the_way_from_random_to_best():
   from cql_jax.makers import mujoco_datasets
   snaps = [{"step": s, "mean_return": r, "actor_params": None}
            for s, r in [(10, 50.0), (20, 900.0), (30, 1200.0), (40, 3000.0), (50, 2000.0)]]
-  medium, expert = mujoco_datasets.pick_snapshots(snaps)
+  medium, expert = mujoco_datasets.pick_snapshots(snaps, random_return=0.0)
   assert expert["step"] == 40
   assert medium["step"] == 30      # 900 < 3000/3 <= 1200.
+  # Negative returns (Pendulum): the level is −1200 + (−150 + 1200)/3 = −850, not −150/3.
+  snaps = [{"step": s, "mean_return": r, "actor_params": None}
+           for s, r in [(1, -1250.0), (2, -900.0), (3, -800.0), (4, -150.0), (5, -170.0)]]
+  medium, expert = mujoco_datasets.pick_snapshots(snaps, random_return=-1200.0)
+  assert (medium["step"], expert["step"]) == (3, 4)
 
 
 def test_training_episodes_keep_those_ended_by_step():

@@ -1,11 +1,13 @@
-"""Home-made D4RL-style MuJoCo datasets, collected with the project's own online SAC.
+"""Home-made D4RL-style continuous-control datasets, collected with the project's own online SAC.
 
 D4RL's locomotion data cannot be downloaded here, and Minari's `mujoco/*` datasets are not the
-D4RL ones (../shared/REFERENCE.md §4), so the project makes its own, D4RL's way (Fu et al. 2020):
+D4RL ones, so the project makes its own, D4RL's way (Fu et al. 2020), for the MuJoCo locomotion
+tasks (an hour of SAC each on a 2-core CPU) and for cheap control tasks that SAC learns in
+minutes (ENVS; SETTINGS holds each one's SAC budget and dataset size):
 
   random         uniform random actions.
-  medium         the SAC policy snapshot whose evaluation return first reached a third of the
-                 expert's (sampled actions).
+  medium         the first SAC policy snapshot whose evaluation return reached a third of the
+                 way from the random policy's return to the expert's (sampled actions).
   expert         the best SAC snapshot, trained to the end of the budget (sampled actions).
   medium-replay  every training episode SAC finished up to the medium snapshot's step, warm-up
                  included: the replay buffer at that point, in collection order.
@@ -16,7 +18,7 @@ ref_min_score is the uniform random policy's mean return and ref_max_score the e
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, Sequence
+from typing import TYPE_CHECKING, Dict, List, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -26,7 +28,39 @@ from cql_jax.makers import generate
 if TYPE_CHECKING:  # only annotations use it; the runner imports this module for ENVS alone.
   from cql_jax.makers import online
 
-ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5"}
+ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
+        # "pendulum-sac": cql_jax/pendulum/ holds the scripted controllers' data (a test fixture).
+        "pendulum-sac": "Pendulum-v1", "inverteddoublependulum": "InvertedDoublePendulum-v5",
+        "reacher": "Reacher-v5"}
+LOCOMOTION = ("hopper", "halfcheetah", "walker2d")
+
+
+class Settings(NamedTuple):
+  """One environment's SAC run and dataset size (experiments/make_datasets.py's defaults).
+
+  total_steps: SAC environment steps; warmup_steps: uniform random steps before learning;
+  eval_every: environment steps between evaluations (= policy snapshots: fine enough to catch
+  the medium point); max_minutes: wall-time cap of SAC; num_transitions: transitions of each
+  rolled-out dataset (random, medium, expert; D4RL: 1M); target_return: the evaluation return
+  the log reports reaching (a learner that never gets there made no expert).
+  """
+  total_steps: int
+  warmup_steps: int
+  eval_every: int
+  max_minutes: float
+  num_transitions: int
+  target_return: float
+
+
+# The control tasks' budgets were measured on one core of the 2-core CPU (RESULTS.md).
+SETTINGS = {
+    "hopper": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
+    "halfcheetah": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 4000.0),
+    "walker2d": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
+    "pendulum-sac": Settings(20_000, 2_000, 1_000, 10.0, 50_000, -200.0),
+    "inverteddoublependulum": Settings(60_000, 5_000, 2_500, 15.0, 50_000, 9000.0),
+    "reacher": Settings(50_000, 5_000, 2_500, 15.0, 50_000, -6.0),
+}
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 VERSION = 0
 ROLLOUT_BATCH = 16
@@ -88,14 +122,16 @@ def training_episodes(episodes: Sequence[online.Episode], up_to_step: int) -> li
                         truncations=list(ep.truncations)) for i, ep in enumerate(kept)]
 
 
-def pick_snapshots(snapshots: List[dict]) -> tuple:
+def pick_snapshots(snapshots: List[dict], random_return: float) -> tuple:
   """(medium, expert) snapshot dicts {"step", "mean_return", "actor_params"}.
 
-  expert: the best evaluation return. medium: the first whose evaluation return reached a
-  third of the expert's (the D4RL recipe: a policy trained to about a third of the expert).
+  expert: the best evaluation return. medium: the first whose evaluation return reached a third
+  of the way from `random_return` (the uniform random policy's mean return) to the expert's (the
+  D4RL recipe: a policy trained to about a third of the expert). Measured from the random
+  return, not from 0, because returns may be negative (Pendulum: random ≈ −1200, expert ≈ −150).
   """
   expert = max(snapshots, key=lambda s: s["mean_return"])
-  level = expert["mean_return"] / 3.0
+  level = random_return + (expert["mean_return"] - random_return) / 3.0
   medium = next(s for s in snapshots if s["mean_return"] >= level)
   return medium, expert
 
@@ -110,23 +146,25 @@ def write_all(env_name: str, run: online.OnlineResult, snapshots: List[dict], *,
   env_id = ENVS[env_name]
   space = gym.make(env_id).action_space
   low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
-  medium, expert = pick_snapshots(snapshots)
-  policies = {
-      "random": uniform_policy(low, high),
-      "medium": agent_policy(run.agent, run.state, medium["actor_params"], deterministic=False),
-      "expert": agent_policy(run.agent, run.state, expert["actor_params"], deterministic=False),
-  }
   with generate.Timer() as ref_timer:
-    ref_min, ref_max = generate.reference_scores(env_id, policies["random"], policies["expert"],
-                                                 ref_episodes, seed + 1_000)
+    random = uniform_policy(low, high)
+    ref_min = generate.average_return(env_id, random, ref_episodes, seed=seed + 1_000)
+    medium, expert = pick_snapshots(snapshots, ref_min)
+    policies = {
+        "random": random,
+        "medium": agent_policy(run.agent, run.state, medium["actor_params"], deterministic=False),
+        "expert": agent_policy(run.agent, run.state, expert["actor_params"], deterministic=False),
+    }
+    ref_max = generate.average_return(env_id, policies["expert"], ref_episodes, seed=seed + 1_001)
   log(f"{env_id} references: random {ref_min:.1f}, expert {ref_max:.1f} "
       f"({ref_timer.seconds:.0f}s); medium snapshot step {medium['step']} eval "
       f"{medium['mean_return']:.1f}, expert snapshot step {expert['step']} eval "
       f"{expert['mean_return']:.1f}")
   snap_text = {
       "medium": (f"SAC snapshot at env step {medium['step']}, the first evaluation (deterministic, "
-                 f"10 episodes) at or above a third of the best ({medium['mean_return']:.1f} >= "
-                 f"{expert['mean_return']:.1f}/3); actions sampled from the policy."),
+                 f"10 episodes) at or above a third of the way from the random policy's return "
+                 f"({ref_min:.1f}) to the best ({expert['mean_return']:.1f}): "
+                 f"{medium['mean_return']:.1f}; actions sampled from the policy."),
       "expert": (f"SAC snapshot with the best evaluation return ({expert['mean_return']:.1f}, "
                  f"env step {expert['step']}); actions sampled from the policy."),
   }

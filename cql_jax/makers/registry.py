@@ -3,7 +3,8 @@
 Three kinds of Minari ids:
   generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN: scripted behaviour
              policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
-  made       cql_jax/<hopper|halfcheetah|walker2d>/<kind>-vN: the project's own MuJoCo data
+  made       cql_jax/<env>/<kind>-vN for env in mujoco_datasets.ENVS (hopper, halfcheetah,
+             walker2d, pendulum-sac, inverteddoublependulum, reacher): the project's own data
              from online SAC; too slow to make on demand and not downloadable, so made once
              with ``python -m experiments.make_datasets``.
   minari     everything else: a dataset on the Minari server (e.g. D4RL/antmaze/umaze-v1,
@@ -124,8 +125,9 @@ def ensure_available(dataset_id: str, download: bool = False, *,
     if source.env_name in mujoco_datasets.ENVS:
       raise DatasetError(
           f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is one "
-          "of the project's own MuJoCo datasets (local namespace cql_jax/), which cannot be "
-          "downloaded: make it (SAC training, about an hour on a 2-core CPU) with\n"
+          "of the project's own datasets from online SAC (local namespace cql_jax/), which cannot "
+          "be downloaded: make it (SAC training: minutes for the control tasks, about an hour "
+          "for the MuJoCo locomotion tasks, on a 2-core CPU) with\n"
           f"  MINARI_DATASETS_PATH={root} python -m experiments.make_datasets "
           f"--env={source.env_name} --workdir=runs/datasets-{source.env_name}\n"
           f"then launch again.{close_ids_text(dataset_id)}")
