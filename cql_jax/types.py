@@ -119,3 +119,18 @@ class Agent(NamedTuple):
   act: Any
   sweepable: Tuple[str, ...] = ()
   values: Any = None
+
+
+class ReturnTransition(NamedTuple):
+  """A Transition plus the Monte-Carlo return-to-go of its trajectory, for Cal-QL.
+
+  The first five fields are Transition's. mc_return: [...] float32, the discounted return from
+  this step to the end of its recorded episode (cql_jax.data.returns.return_to_go), the
+  reference value that Cal-QL's penalty lower-bounds the policy's Q-values with.
+  """
+  obs: Array
+  action: Array
+  reward: Array
+  discount: Array
+  next_obs: Array
+  mc_return: Array

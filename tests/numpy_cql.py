@@ -26,7 +26,8 @@ def _logsumexp(x, axis):
 
 def critic_step_terms(config, state, batch, update_seed: int) -> dict:
   """Expected critic metrics of agent.update(state, batch, jax.random.key(update_seed)) for a
-  CQL(H) config (variant "H", fixed α, deterministic backup), by metric name."""
+  CQL(H) config (variant "H", fixed α, deterministic backup; Cal-QL's bound with
+  cql.calibrated, then batch carries mc_return), by metric name."""
   assert config.cql.variant == "H" and not config.cql.lagrange and not config.backup_entropy
   obs, next_obs = np.asarray(batch.obs), np.asarray(batch.next_obs)
   size, dim, n = obs.shape[0], batch.action.shape[-1], config.cql.num_samples
@@ -51,6 +52,19 @@ def critic_step_terms(config, state, batch, update_seed: int) -> dict:
   actions = np.concatenate([f64(batch.action)[:, None], rand, pi_a, nx_a], axis=1)
   log_density = np.concatenate([np.full((size, n), -dim * np.log(2.0)), pi_logp, nx_logp], axis=1)
   q = f64(critic.apply(state.critic_params, obs, actions.astype(np.float32)))  # [E, B, 1+3N]
+  extra = {}
+  if config.cql.get("calibrated", False):
+    # Cal-QL: every π(s) and π(s') sample's Q (columns 1+N onwards), not the data action's or a
+    # uniform sample's, becomes max(Q, return-to-go of the transition), written out by loop.
+    mc = f64(batch.mc_return)
+    below = 0
+    for e in range(q.shape[0]):
+      for b in range(size):
+        for k in range(1 + n, 1 + 3 * n):
+          if q[e, b, k] < mc[b]:
+            below += 1
+            q[e, b, k] = mc[b]
+    extra["cql/bounded_fraction"] = below / (q.shape[0] * size * 2 * n)
 
   temp = config.cql.temperature
   soft_max = temp * _logsumexp(q[..., 1:] / temp - log_density[None], axis=-1)    # [E, B]
@@ -60,4 +74,4 @@ def critic_step_terms(config, state, batch, update_seed: int) -> dict:
   bellman = ((q_data - target[None]) ** 2).mean(axis=-1)                         # [E]
   return {"cql/soft_max_q": soft_max.mean(), "cql/q_data": q_data.mean(), "cql/gap": gap.mean(),
           "cql/penalty": penalty, "critic/bellman_error": bellman.mean(),
-          "critic/target": target.mean(), "critic/loss": bellman.sum() + penalty}
+          "critic/target": target.mean(), "critic/loss": bellman.sum() + penalty, **extra}

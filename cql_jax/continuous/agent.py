@@ -87,6 +87,11 @@ def default_config() -> ml_collections.ConfigDict:
   c.cql.init_log_alpha_prime = 0.0
   c.cql.alpha_prime_lr = 3e-4
   c.cql.alpha_prime_max = 1e6
+  # Cal-QL (Nakamoto et al. 2023): the penalty's Q-values at the policy's actions (π(s) and
+  # π(s') samples) are bounded below by the transition's Monte-Carlo return-to-go, so the critic
+  # is never pushed below the behaviour policy's value. Batches must carry `mc_return`
+  # (cql_jax.types.ReturnTransition; the runner attaches it, cql_jax.data.returns).
+  c.cql.calibrated = False
   return c
 
 
@@ -138,6 +143,7 @@ class Spec:
   temperature: float
   subtract_log_num_samples: bool
   maximize_data_term: bool
+  calibrated: bool                    # Cal-QL: policy-action Q bounded below by batch.mc_return.
   max_backup: bool
   evaluated_mode: bool                # policy evaluation of tanh(mean) rather than of samples.
   backup_num_samples: int
@@ -167,6 +173,9 @@ def _check_config(cfg: ml_collections.ConfigDict) -> None:
     raise ValueError("evaluated_action='mode' values one action per state: it needs "
                      "max_backup=False and, with a penalty, cql.variant='pi' "
                      "(variants.policy_evaluation_config sets both).")
+  if cfg.cql.calibrated and not penalised:
+    raise ValueError("cql.calibrated=True bounds the CQL penalty's Q-values, but this config has "
+                     "no penalty (cql.weight=0 and cql.lagrange=False); set a CQL weight.")
 
 
 def _action_bounds(action_low, action_high) -> Tuple[np.ndarray, np.ndarray]:
@@ -221,7 +230,8 @@ def make_spec(config: ml_collections.ConfigDict, obs_dim: int, action_low, actio
       alpha_prime_max=float(cfg.cql.alpha_prime_max), soft_maximum=cfg.cql.variant,
       num_samples=int(cfg.cql.num_samples), temperature=float(cfg.cql.temperature),
       subtract_log_num_samples=bool(cfg.cql.subtract_log_num_samples),
-      maximize_data_term=bool(cfg.cql.maximize_data_term), max_backup=bool(cfg.max_backup),
+      maximize_data_term=bool(cfg.cql.maximize_data_term),
+      calibrated=bool(cfg.cql.get("calibrated", False)), max_backup=bool(cfg.max_backup),
       evaluated_mode=cfg.evaluated_action == "mode",
       backup_num_samples=int(cfg.backup_num_samples), backup_entropy=bool(cfg.backup_entropy),
       auto_entropy=bool(cfg.auto_entropy),
@@ -315,6 +325,15 @@ def proposal_actions(spec: Spec, actor_params, batch: Transition, rand_key, pi_k
   return jnp.concatenate([data_action, proposals], axis=1), log_density
 
 
+def policy_columns(spec: Spec) -> np.ndarray:
+  """[1+M] bool: which of proposal_actions' columns are samples of the policy (Cal-QL bounds
+  these): the N π(s) and N π(s') samples of "H"/"nonis", the N π(s) samples of "rho"/"pi"."""
+  n = spec.num_samples
+  if spec.soft_maximum in ("H", "nonis"):
+    return np.asarray([False] * (1 + n) + [True] * (2 * n))
+  return np.asarray([False] + [True] * n)
+
+
 class CriticTerms(NamedTuple):
   """What the critic loss computed, for the metrics: q_tm1 [E, B] at the data action,
   bellman [E] per-critic MSE, soft_max [E, B], gap [E], penalty (None without a penalty)."""
@@ -323,6 +342,7 @@ class CriticTerms(NamedTuple):
   soft_max: Optional[jax.Array]
   gap: jax.Array
   penalty: Optional[losses.Penalty]
+  bounded_fraction: Optional[jax.Array] = None  # Cal-QL: share of policy Q-values below the bound.
 
 
 def alpha_prime(spec: Spec, log_alpha_prime):
@@ -341,13 +361,20 @@ def critic_loss(spec: Spec, critic_params, state: CQLState, batch: Transition, a
   loss = jnp.sum(bellman)
   if not spec.use_penalty:
     return loss, CriticTerms(q_tm1, bellman, None, jnp.zeros((q_all.shape[0],)), None)
+  bounded_fraction = None
+  if spec.calibrated:
+    columns = policy_columns(spec)
+    below = q_all[..., columns] < jax.lax.stop_gradient(batch.mc_return)[None, :, None]
+    bounded_fraction = jnp.mean(below.astype(jnp.float32))
+    q_all = losses.calibrate(q_all, batch.mc_return, columns)
   soft_max = losses.soft_maximum(q_all, log_density, spec.soft_maximum, spec.temperature,
                                  spec.subtract_log_num_samples)
   gap = losses.cql_gap(soft_max, q_tm1, spec.maximize_data_term)
   hp = state.hparams
   penalty = losses.cql_penalty(gap, hp["cql.weight"], alpha_prime(spec, state.log_alpha_prime),
                                hp["cql.target_gap"])
-  return loss + penalty.critic, CriticTerms(q_tm1, bellman, soft_max, gap, penalty)
+  return loss + penalty.critic, CriticTerms(q_tm1, bellman, soft_max, gap, penalty,
+                                            bounded_fraction)
 
 
 def critic_metrics(spec: Spec, state: CQLState, loss, terms: CriticTerms, target, grads) -> dict:
@@ -358,6 +385,8 @@ def critic_metrics(spec: Spec, state: CQLState, loss, terms: CriticTerms, target
   if spec.use_penalty:
     metrics.update({"cql/soft_max_q": jnp.mean(terms.soft_max), "cql/q_data": jnp.mean(terms.q_tm1),
                     "cql/gap": jnp.mean(terms.gap), "cql/penalty": terms.penalty.critic})
+  if spec.use_penalty and spec.calibrated:
+    metrics["cql/bounded_fraction"] = terms.bounded_fraction
   if spec.use_penalty and spec.lagrange:
     metrics.update({"cql/alpha_prime": alpha_prime(spec, state.log_alpha_prime),
                     "cql/alpha_prime_loss": terms.penalty.dual})

@@ -127,6 +127,26 @@ def soft_maximum(q_tm1_all, log_density_tm1, variant: str, temperature=1.0,
   raise ValueError(f"unknown soft-maximum variant {variant!r}; expected one of {SOFT_MAXIMA}")
 
 
+def calibrate(q_tm1_all, lower_bound_tm1, bounded):
+  """Cal-QL: max(Q(s, a), V_ref(s)) at the sampled actions marked `bounded`, Q elsewhere.
+
+  Nakamoto et al. (2023) bound from below the Q-values that the penalty pushes down at the
+  policy's actions (samples of π(s) and π(s′)) by a reference value of the behaviour policy, the
+  Monte-Carlo return-to-go of the data transition. Values already above the bound are unchanged
+  (and keep their gradient); values below it become the constant bound, so the penalty stops
+  pushing them down. The bound applies before any importance weight: log-densities are
+  subtracted afterwards, inside the soft-maximum.
+
+  q_tm1_all: [E, B, K] Q at K actions per state; lower_bound_tm1: [B]; bounded: [K] bool, the
+  columns to bound (the data action and uniform samples are not). Returns [E, B, K].
+  """
+  chex.assert_rank([q_tm1_all, lower_bound_tm1, bounded], [3, 1, 1])
+  chex.assert_equal(q_tm1_all.shape[1], lower_bound_tm1.shape[0])
+  chex.assert_equal(q_tm1_all.shape[2], bounded.shape[0])
+  bound = jax.lax.stop_gradient(lower_bound_tm1)[None, :, None]
+  return jnp.where(bounded[None, None, :], jnp.maximum(q_tm1_all, bound), q_tm1_all)
+
+
 def cql_gap(soft_max_tm1, q_tm1, maximize_data_term=True):
   """CQL penalty before weighting: E_s[soft-max_a Q(s,a)] − E_{s,a~D}[Q(s,a)] (Eq. 2–4).
 
