@@ -46,5 +46,13 @@ class Checkpointer:
         state=ocp.args.StandardRestore(target), meta=ocp.args.JsonRestore()))
     return restored["state"], dict(restored["meta"])
 
+  def read_meta(self, step: Optional[int] = None) -> Optional[dict]:
+    """The JSON meta saved at `step` (default latest) without reading the state; None if none."""
+    step = self.latest_step() if step is None else step
+    if step is None:
+      return None
+    restored = self._manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore()))
+    return dict(restored["meta"])
+
   def close(self) -> None:
     self._manager.close()

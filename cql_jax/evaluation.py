@@ -94,12 +94,13 @@ def _flat_space(dataset) -> gym.spaces.Box:
   return gym.spaces.Box(-np.inf, np.inf, (dataset.obs_dim,), np.float32)
 
 
-def make_eval_env(dataset, num_envs: int):
+def make_eval_env(dataset, num_envs: int, vector_kwargs: Optional[dict] = None):
   """`num_envs` copies of `dataset`'s evaluation environment, observations flattened as in training.
 
   Built from dataset.env_spec (a Minari dataset's stored evaluation spec) when there is one,
   else from dataset.env_id and dataset.env_kwargs. Dict observations come out as float32
-  [num_envs, O] through flatten_observations(obs, dataset.obs_keys).
+  [num_envs, O] through flatten_observations(obs, dataset.obs_keys). vector_kwargs go to
+  gymnasium.make_vec (online fine-tuning asks for AutoresetMode.SAME_STEP).
 
   Raises:
     DatasetError: the dataset records no environment, or it cannot be built here.
@@ -111,11 +112,13 @@ def make_eval_env(dataset, num_envs: int):
         "config.env_kwargs) in the domain config, store 'env_id' in the .npz file, or pass "
         "env_id to OfflineDataset.from_arrays.")
   if spec is not None:
-    env = _build(lambda: gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync"),
+    env = _build(lambda: gym.make_vec(spec, num_envs=num_envs, vectorization_mode="sync",
+                                      vector_kwargs=vector_kwargs),
                  spec.id, dataset.dataset_id, env=spec)
   else:
     env = _build(lambda: gym.make_vec(dataset.env_id, num_envs=num_envs,
-                                      vectorization_mode="sync", **(dataset.env_kwargs or {})),
+                                      vectorization_mode="sync", vector_kwargs=vector_kwargs,
+                                      **(dataset.env_kwargs or {})),
                  dataset.env_id, dataset.dataset_id)
   obs_keys = getattr(dataset, "obs_keys", None)
   if isinstance(env.single_observation_space, gym.spaces.Dict) or obs_keys is not None:

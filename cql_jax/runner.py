@@ -36,6 +36,7 @@ import numpy as np
 from cql_jax import agents
 from cql_jax import checkpoints
 from cql_jax import evaluation
+from cql_jax import finetune
 from cql_jax import scores
 from cql_jax import statistics as offline_statistics
 from cql_jax import sweep
@@ -55,8 +56,9 @@ RESULTS_FILE = "results.json"
 # Keys that may change when a run is resumed: training longer is a legitimate continuation, and
 # the logging sinks, the divergence warning threshold and the device layout do not touch
 # training.
-_RESUMABLE_CHANGES = ("num_steps", "q_divergence_factor", "log.", "layout",
-                      "selection.statistics", "selection.num_transitions")
+_RESUMABLE_CHANGES = ("num_steps", "online.steps", "online.buffer_capacity",
+                      "q_divergence_factor", "log.", "layout", "selection.statistics",
+                      "selection.num_transitions")
 # The agents' metric for the mean Q-value of the sampled dataset actions (continuous, discrete).
 DATA_Q_METRICS = ("critic/q_data", "critic/q_mean")
 
@@ -236,6 +238,8 @@ class Setup(NamedTuple):
   data_score: Optional[Dict[str, float]] = None
   # statistics(states) -> {"offline/...": [M]} (cql_jax.statistics), or None.
   statistics: Any = None
+  # The training data's OfflineDataset (None for Atari's replay): the online phase acts in its env.
+  dataset: Optional[OfflineDataset] = None
 
 
 def _atari_setup(config, num_seeds: int) -> Setup:
@@ -277,9 +281,9 @@ def prepare(config, num_seeds: int, download: bool = False, workdir: str = "<wor
   agent = agents.make_agent(config.agent, dataset)
   evaluate = make_evaluator(agent, dataset, num_seeds, config.eval_episodes, config.agent.gamma,
                             config.eval_deterministic)
-  return Setup(dataset.dataset_id, agent, agents.device_data(dataset), None, evaluate,
+  return Setup(dataset.dataset_id, agent, finetune.training_data(config, dataset), None, evaluate,
                float(np.max(np.abs(dataset.transitions.reward))), scores.dataset_score(dataset),
-               make_statistics(config, agent, dataset, held_out))
+               make_statistics(config, agent, dataset, held_out), dataset)
 
 
 def _selection(config):
@@ -373,7 +377,10 @@ def _make_workdir(workdir: pathlib.Path) -> bool:
 
 def _check_schedule(config) -> None:
   k = config.steps_per_chunk
+  finetune.check_schedule(config)
   for name in ("num_steps", "eval_every", "checkpoint_every"):
+    if name == "num_steps" and config[name] == 0 and finetune.online_steps(config):
+      continue  # online from scratch (SAC): no offline steps.
     if config[name] <= 0 or config[name] % k:
       raise ValueError(f"config.{name}={config[name]} must be a positive multiple of "
                        f"config.steps_per_chunk={k}.")
@@ -461,6 +468,7 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
   setup = prepare(plan.program_config(config), plan.num_members, download, str(workdir))
   layout = sweep.check_program(config, plan, setup.agent, setup.data, setup.sample,
                                memory_limit_bytes)
+  finetune.check(config, setup.dataset, layout)
   if primary:
     writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config),
                                                       "seeds": seeds, "sweep": plan.to_json()})
@@ -481,10 +489,12 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     start_chunk = int(meta["next_chunk"])
     _log.info("resumed %s at step %d", workdir, start_chunk * k)
   last_checkpoint = start_chunk * k if start_chunk else None
+  # An online phase's checkpoint is later than every offline one (cql_jax.finetune).
+  resume_step = max(start_chunk * k, (resume and finetune.resume_step(workdir)) or 0)
   if primary:
-    writers.truncate_jsonl(workdir / writers.METRICS_FILE, start_chunk * k)
+    writers.truncate_jsonl(workdir / writers.METRICS_FILE, resume_step)
   writer = (_make_writers(config, workdir, [m.seed for m in members],
-                          start_chunk * k + 1 if resume else None, names)
+                          resume_step + 1 if resume else None, names)
             if primary else writers.MultiWriter([]))
   history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
              for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
@@ -543,6 +553,10 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
         last_checkpoint = step
       if eval_due(step):
         run_evaluation(step)
+    if finetune.online_steps(config):
+      state = finetune.run(config, workdir, setup, state, loop_keys, seeds=seeds, labels=labels,
+                           writer=writer, history=history, resume=resume,
+                           check_finite=check_finite)
   finally:
     bar.close()
     writer.close()
@@ -551,7 +565,8 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
   final = history[-1] if history else {}
   results = {
       "dataset_id": setup.name, "config_arg": config.get("config_arg"), "seeds": seeds,
-      "num_steps": config.num_steps, "final": final,
+      "num_steps": config.num_steps, "online_steps": finetune.online_steps(config),
+      "final": final,
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
       "dataset_score": setup.data_score or {},
       "evals": history, "wall_seconds_this_session": time.time() - started, "q_bound": bound,

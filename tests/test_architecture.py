@@ -14,7 +14,7 @@ LAYERS = {
     "agents": 3, "train": 3, "parallel": 3, "rollout": 3, "evaluation": 3, "envs": 3,
     "checkpoints": 3, "writers": 3, "workdir_lock": 3, "statistics": 3,
     "makers": 4,
-    "configs": 5, "runner": 5, "sweep": 5, "selection": 5,
+    "configs": 5, "runner": 5, "finetune": 5, "sweep": 5, "selection": 5,
     "cli": 6,
 }
 

@@ -11,6 +11,7 @@ from typing import Any, Mapping
 import ml_collections
 from ml_collections import config_dict
 
+from cql_jax import finetune
 from cql_jax.continuous import agent as cql
 
 
@@ -38,6 +39,9 @@ def get_config() -> ml_collections.ConfigDict:
   # Why a variant has no dataset_id (e.g. no Minari counterpart); raised when the data is
   # loaded, so that --config.dataset_id or --config.dataset_path can still supply one.
   c.data.unavailable = config_dict.placeholder(str)
+  # Sparse-reward tasks (Cal-QL's return-to-go, cql_jax.data.returns): the per-step failure
+  # reward after the transform; an episode of nothing else is worth it / (1 − γ) at every step.
+  c.data.sparse_failure_reward = config_dict.placeholder(float)
 
   c.agent = cql.default_config()  # backs up without the entropy term, as public CQL code.
 
@@ -64,6 +68,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.selection.holdout_fraction = 0.0
   c.selection.num_transitions = 4096  # size of the fixed slice.
   c.selection.seed = 0                # which episodes are held out, which transitions sampled.
+
+  # Online fine-tuning after the offline steps (cql_jax.finetune): online.steps environment
+  # steps per member in the dataset's own environment; 0 trains offline only.
+  c.online = finetune.default_config()
 
   # Metric sinks besides metrics.jsonl (always written).
   c.log = ml_collections.ConfigDict()

@@ -58,6 +58,36 @@ def insert(buffer: ReplayBuffer, transitions: Transition) -> ReplayBuffer:
                       size=jnp.minimum(buffer.size + num_new, capacity))
 
 
+def empty_like(row, capacity: int) -> ReplayBuffer:
+  """An empty buffer of `capacity` slots shaped like `row` (a Transition, or ReturnTransition,
+  of one transition, no leading axis), in its dtypes."""
+  if capacity < 1:
+    raise ValueError(f"capacity must be >= 1, got {capacity}")
+  data = jax.tree.map(lambda x: jnp.zeros((capacity, *jnp.shape(x)), jnp.asarray(x).dtype), row)
+  return ReplayBuffer(data=data, next_index=jnp.zeros((), jnp.int32),
+                      size=jnp.zeros((), jnp.int32))
+
+
+def insert_first(buffer: ReplayBuffer, transitions, count) -> ReplayBuffer:
+  """Writes the first `count` of K staged transitions (leading axis K, K <= C), like `insert`.
+
+  count: int32 scalar, 0 <= count <= K, traced: one compiled call serves every count, so a host
+  loop that hands over a variable number of rows (whole finished episodes) pads them to K and
+  never compiles twice. Rows at and after `count` are dropped.
+  """
+  num_new = int(transitions.reward.shape[0])
+  capacity = buffer.capacity
+  if num_new > capacity:
+    raise ValueError(f"cannot stage {num_new} transitions for a buffer of capacity {capacity}")
+  rows = jnp.arange(num_new, dtype=jnp.int32)
+  idx = jnp.where(rows < count, (buffer.next_index + rows) % capacity, capacity)  # C: dropped.
+  data = jax.tree.map(
+      lambda store, new: store.at[idx].set(jnp.asarray(new, store.dtype), mode="drop"),
+      buffer.data, transitions)
+  return ReplayBuffer(data=data, next_index=(buffer.next_index + count) % capacity,
+                      size=jnp.minimum(buffer.size + count, capacity))
+
+
 def sample(buffer: ReplayBuffer, key, batch_size: int) -> Transition:
   """Uniformly samples `batch_size` filled slots with replacement -> Transition [B, ...].
 
