@@ -27,9 +27,14 @@ from cql_jax import writers
 from cql_jax.configs import base
 from cql_jax.configs import classic
 
-flags.DEFINE_string("workdir", None, "an existing run with an online phase (default: run one)")
-flags.DEFINE_integer("online_steps", 3000, "environment steps per seed of the run made here")
-flags.DEFINE_list("seeds", ["0"], "seeds of the run made here")
+
+def define_flags() -> None:
+  """The script's flags, defined only when it runs, so the module imports beside others."""
+  flags.DEFINE_string("workdir", None, "an existing run with an online phase (default: run one)")
+  flags.DEFINE_integer("online_steps", 3000, "environment steps per seed of the run made here")
+  flags.DEFINE_list("seeds", ["0"], "seeds of the run made here")
+
+
 FLAGS = flags.FLAGS
 
 
@@ -74,4 +79,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)

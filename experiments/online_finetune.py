@@ -36,20 +36,25 @@ from cql_jax.configs import classic
 from cql_jax.configs import locomotion
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("env", "pendulum", "pendulum, or a MuJoCo env the project made data for "
-                    "(hopper: cql_jax/hopper/<kind>-v0).")
-flags.DEFINE_list("kinds", ["medium-replay", "medium-expert"], "dataset kinds")
-flags.DEFINE_list("methods", ["calql", "cql", "sac"], "calql, cql, sac")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, vmapped in one program per run")
-flags.DEFINE_integer("offline_steps", 6000, "gradient steps before the online phase")
-flags.DEFINE_integer("online_steps", 6000, "environment steps per seed")
-flags.DEFINE_integer("random_steps", 1000, "uniform random actions first (sac only)")
-flags.DEFINE_integer("eval_every", 500, "environment steps between online evaluations")
-flags.DEFINE_integer("dip_window", 2000, "environment steps after the start to look for a drop")
-flags.DEFINE_float("target", 90.0, "normalized score whose first arrival is timed")
-flags.DEFINE_string("workdir", "runs/finetune-pendulum", "where the runs live")
-flags.DEFINE_string("out", None, "summary directory (default: <workdir>/summary)")
-flags.DEFINE_bool("summarize_only", False, "only summarise the runs that exist")
+
+
+def define_flags() -> None:
+  """The script's flags, defined only when it runs, so the module imports beside others."""
+  flags.DEFINE_string("env", "pendulum", "pendulum, or a MuJoCo env the project made data for "
+                      "(hopper: cql_jax/hopper/<kind>-v0).")
+  flags.DEFINE_list("kinds", ["medium-replay", "medium-expert"], "dataset kinds")
+  flags.DEFINE_list("methods", ["calql", "cql", "sac"], "calql, cql, sac")
+  flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, vmapped in one program per run")
+  flags.DEFINE_integer("offline_steps", 6000, "gradient steps before the online phase")
+  flags.DEFINE_integer("online_steps", 6000, "environment steps per seed")
+  flags.DEFINE_integer("random_steps", 1000, "uniform random actions first (sac only)")
+  flags.DEFINE_integer("eval_every", 500, "environment steps between online evaluations")
+  flags.DEFINE_integer("dip_window", 2000, "environment steps after the start to look for a drop")
+  flags.DEFINE_float("target", 90.0, "normalized score whose first arrival is timed")
+  flags.DEFINE_string("workdir", "runs/finetune-pendulum", "where the runs live")
+  flags.DEFINE_string("out", None, "summary directory (default: <workdir>/summary)")
+  flags.DEFINE_bool("summarize_only", False, "only summarise the runs that exist")
+
 
 LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
 
@@ -179,4 +184,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
