@@ -6,7 +6,9 @@ the checkpoint after chunk i replays chunks i+1... exactly, and seed s gets the 
 it runs alone or inside a sweep.
 
 Members: the loop trains *members*, each a (hyperparameter setting, seed) pair of a sweep
-(cql_jax.sweep); without a sweep the members are the seeds. They run in one vmapped program,
+(cql_jax.sweep); without a sweep the members are the seeds. The path runs one way: cli ->
+runner -> sweep; the runner asks sweep for the plan and the compiled program, and sweep never
+calls back. They run in one vmapped program,
 on one device or split over a Mesh of every device (config.layout, cql_jax.parallel).
 
 Workdir layout: config.json, metrics.jsonl, tb/seed_<s>/ (a sweep: tb/<member name>/) and
@@ -27,7 +29,7 @@ import json
 import logging
 import pathlib
 import time
-from typing import Any, Dict, NamedTuple, Optional, Sequence
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Sequence
 
 import jax
 import ml_collections
@@ -421,7 +423,8 @@ def _summary_from_log(records, steps_per_chunk: int, q_factor: float) -> Dict[st
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequence[int] = (0,),
                        resume: bool = False, *, download: bool = False,
-                       progress: bool = True, grid: Optional[sweep.Grid] = None,
+                       progress: bool = True,
+                       grid: Optional[sweep.Grid | Mapping[str, Sequence]] = None,
                        memory_limit_bytes: Optional[int] = None) -> RunResult:
   """Trains every member (seed, or sweep setting × seed) of `config` together under `workdir`.
 
@@ -433,7 +436,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
     resume: continue from the latest checkpoint in `workdir` (or start if there is none).
     download: let Minari download missing datasets.
     progress: show a tqdm bar with steps/s and the latest mean evaluation score.
-    grid: a sweep (cql_jax.sweep.Grid); its settings × seeds are the members. None: the seeds.
+    grid: a sweep, as a cql_jax.sweep.Grid or {dotted key: values} for a plain product (e.g.
+      {"agent.cql.weight": [1.0, 5.0], "agent.critic_lr": [3e-4, 1e-3]}); its settings × seeds
+      are the members, and results["sweep"] holds the table per setting. None: the seeds.
     memory_limit_bytes: device memory the sweep must fit in (default: the device's own).
 
   Returns:

@@ -18,7 +18,11 @@ Command line (experiments.train):
   --sweep=agent.cql.weight=1,5,10 --sweep=agent.critic_lr=3e-4,1e-3   # grid: 3 × 2 = 6 settings
   --sweep_zip=agent.cql.weight=1,5 --sweep_zip=agent.critic_lr=3e-4,1e-3  # zipped: 2 settings
 All --sweep_zip axes (of equal length) form one axis, crossed with the --sweep axes.
-Python: `sweep.run(config, workdir, {"agent.cql.weight": [1, 5, 10]}, seeds=range(4))`.
+Python: `runner.train_and_evaluate(config, workdir, range(4),
+                                   grid={"agent.cql.weight": [1, 5, 10]})`.
+
+This module never imports the runner: the runner (one layer up) plans the members here, loads
+the data, then builds the program here and trains it (ARCHITECTURE.md).
 
 Everything here is checked before data loads, anything compiles or the workdir is written:
 unknown or non-sweepable keys, value types, empty axes, and (once the agent exists)
@@ -345,10 +349,12 @@ class Plan:
     return {**self.grid.to_json(), "settings": [dict(s) for s in self.settings]}
 
 
-def plan(config: ml_collections.ConfigDict, grid: Optional[Grid], seeds: Sequence[int]) -> Plan:
+def plan(config: ml_collections.ConfigDict, grid: Optional[Grid | Mapping[str, Sequence]],
+         seeds: Sequence[int]) -> Plan:
   """Checks `grid` against `config` (keys, types, shape) and returns the members to train.
 
-  grid None: members are the seeds, exactly as an unswept run. Raises SweepError.
+  grid: a Grid, or {dotted key: values} for a plain product; None: members are the seeds,
+  exactly as an unswept run. Raises SweepError.
   """
   seeds = tuple(int(s) for s in seeds)
   if grid is None:
@@ -648,17 +654,3 @@ def format_table(rows: Sequence[dict]) -> str:
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
-
-def run(config: ml_collections.ConfigDict, workdir, grid, seeds: Sequence[int] = (0,),
-        resume: bool = False, **kwargs):
-  """Trains every (setting, seed) member of `grid` in one compiled program under `workdir`.
-
-  grid: a Grid, or {dotted key: values} for a plain product, e.g.
-    {"agent.cql.weight": [1.0, 5.0], "agent.critic_lr": [3e-4, 1e-3]}.
-  kwargs: as runner.train_and_evaluate (download, progress, memory_limit_bytes).
-  Returns the runner's RunResult; results["sweep"] holds the `summary` table.
-  """
-  from cql_jax import runner  # local: the runner imports this module.
-  if not isinstance(grid, Grid):
-    grid = Grid.from_dict(grid)
-  return runner.train_and_evaluate(config, workdir, seeds, resume, grid=grid, **kwargs)

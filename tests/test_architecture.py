@@ -1,10 +1,14 @@
-"""The layering in ARCHITECTURE.md, checked on the source: no module imports a layer above its own."""
+"""The layering in ARCHITECTURE.md, checked on the source: no module imports a layer above its own,
+no modules import each other in a circle (even through an import inside a function), and the
+import table in ARCHITECTURE.md is the code's."""
 import ast
 import pathlib
+import re
 
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[1] / "cql_jax"
+ARCHITECTURE = ROOT.parent / "ARCHITECTURE.md"
 
 # Lower number = lower layer. A module may import its own layer or any lower one, never a higher.
 LAYERS = {
@@ -14,8 +18,9 @@ LAYERS = {
     "agents": 3, "train": 3, "parallel": 3, "rollout": 3, "evaluation": 3, "envs": 3,
     "checkpoints": 3, "writers": 3, "workdir_lock": 3, "statistics": 3,
     "makers": 4,
-    "configs": 5, "runner": 5, "finetune": 5, "sweep": 5, "selection": 5,
-    "cli": 6,
+    "configs": 5, "sweep": 5, "finetune": 5,
+    "runner": 6, "selection": 6,
+    "cli": 7,
 }
 
 
@@ -76,3 +81,108 @@ def test_data_never_imports_makers_or_agents():
       names = [n for _, n in _imports(path)]
       assert not [n for n in names if n.startswith(("cql_jax.makers", "cql_jax.continuous",
                                                     "cql_jax.discrete", "cql_jax.runner"))], dotted
+
+
+def _module_names():
+  return {dotted for dotted, _ in _modules()}
+
+
+def _resolve(name: str, modules) -> str:
+  """The module an imported name lives in: "cql_jax.data.Transition" -> "cql_jax.data"."""
+  while name not in modules and "." in name:
+    name = name.rsplit(".", 1)[0]
+  return name
+
+
+def import_graph(sources=None):
+  """{module: {cql_jax modules it imports, anywhere in the file}} over every cql_jax module.
+
+  sources: {dotted module: source text} to use instead of the files (tests plant edges here).
+  """
+  modules = _module_names()
+  graph = {}
+  for dotted, path in _modules():
+    text = (sources or {}).get(dotted, path.read_text())
+    tree = ast.parse(text)
+    names = set()
+    for node in ast.walk(tree):
+      if isinstance(node, ast.Import):
+        names.update(a.name for a in node.names)
+      elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        names.update(f"{node.module}.{a.name}" for a in node.names)
+    graph[dotted] = {_resolve(n, modules) for n in names if n.startswith("cql_jax.")}
+    graph[dotted] -= {dotted, "cql_jax"}
+  return graph
+
+
+def circles(graph):
+  """Each group of modules that reach one another through imports (a strongly connected
+  component of more than one module), minus the ALLOWED edges; sorted lists."""
+  edges = {m: {t for t in targets if t in graph and (m, ".".join(t.split(".")[:2])) not in ALLOWED}
+           for m, targets in graph.items()}
+  index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+  def visit(v):  # Tarjan's algorithm; the graph is a few dozen modules deep at most.
+    index[v] = low[v] = len(index)
+    stack.append(v)
+    on_stack.add(v)
+    for w in edges[v]:
+      if w not in index:
+        visit(w)
+        low[v] = min(low[v], low[w])
+      elif w in on_stack:
+        low[v] = min(low[v], index[w])
+    if low[v] == index[v]:
+      group = []
+      while True:
+        w = stack.pop()
+        on_stack.discard(w)
+        group.append(w)
+        if w == v:
+          break
+      if len(group) > 1:
+        found.append(sorted(group))
+
+  for v in sorted(edges):
+    if v not in index:
+      visit(v)
+  return found
+
+
+def test_no_import_circle():
+  assert circles(import_graph()) == [], "modules that import each other (break the circle)"
+
+
+def test_a_planted_circle_is_caught():
+  """sweep calling back into the runner (as it once did, from inside a function) is a circle."""
+  planted = (ROOT / "sweep.py").read_text() + (
+      "\n\ndef run(*args):\n  from cql_jax import runner\n  return runner.train_and_evaluate(*args)\n")
+  found = circles(import_graph({"cql_jax.sweep": planted}))
+  assert any({"cql_jax.runner", "cql_jax.sweep"} <= set(group) for group in found), found
+
+
+def _unit(dotted: str) -> str:
+  return dotted.split(".")[1]
+
+
+def import_table(graph) -> str:
+  """The table ARCHITECTURE.md shows: per top-level module or package (highest layer first),
+  the cql_jax modules it imports, anywhere in its files (a package's own modules left out)."""
+  rows = {}
+  for module, targets in graph.items():
+    if module != "cql_jax":
+      rows.setdefault(_unit(module), set()).update(
+          t[len("cql_jax."):] for t in targets if _unit(t) != _unit(module))
+  lines = ["| module (layer) | imports from cql_jax |", "|---|---|"]
+  for unit in sorted(rows, key=lambda u: (-LAYERS[u], u)):
+    lines.append(f"| `{unit}` ({LAYERS[unit]}) | {', '.join(sorted(rows[unit])) or '—'} |")
+  return "\n".join(lines)
+
+
+def test_architecture_md_shows_the_imports():
+  text = ARCHITECTURE.read_text()
+  match = re.search(r"<!-- imports -->\n(.*?)\n<!-- /imports -->", text, re.S)
+  assert match, "ARCHITECTURE.md lost its <!-- imports --> table"
+  expected = import_table(import_graph())
+  assert match.group(1) == expected, (
+      "ARCHITECTURE.md's import table differs from the code; replace it with:\n" + expected)

@@ -51,7 +51,8 @@ _SCRIPT = textwrap.dedent("""
     return chunks[-1]
   parallel.compile_data_parallel_chunk = counting
 
-  swept = sweep.run(config, tempfile.mkdtemp(dir=root), grid, [0, 1], progress=False)
+  swept = runner.train_and_evaluate(config, tempfile.mkdtemp(dir=root), [0, 1], grid=grid,
+                                    progress=False)
   mesh_shape = {k: int(v) for k, v in jax.tree.leaves(swept.state)[0].sharding.mesh.shape.items()}
   plan = sweep.plan(config, sweep.Grid.from_dict(grid), [0, 1])
 

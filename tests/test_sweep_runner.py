@@ -43,7 +43,7 @@ def tiny_config(pendulum_minari_root):
 @pytest.fixture(scope="module")
 def sweep_run(tiny_config, tmp_path_factory):
   workdir = tmp_path_factory.mktemp("sweep")
-  return workdir, sweep.run(tiny_config, workdir, GRID, SEEDS, progress=False)
+  return workdir, runner.train_and_evaluate(tiny_config, workdir, SEEDS, grid=GRID, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -116,15 +116,17 @@ def test_resumed_sweep_is_bit_identical_and_a_changed_grid_is_refused(sweep_run,
                                                                      tmp_path):
   workdir, full = sweep_run
   half = base.override(tiny_config, {"num_steps": 20})
-  sweep.run(half, tmp_path, GRID, SEEDS, progress=False)
-  resumed = sweep.run(tiny_config, tmp_path, GRID, SEEDS, resume=True, progress=False)
+  runner.train_and_evaluate(half, tmp_path, SEEDS, grid=GRID, progress=False)
+  resumed = runner.train_and_evaluate(tiny_config, tmp_path, SEEDS, resume=True, grid=GRID,
+                                        progress=False)
   for a, b in zip(jax.tree.leaves(full.state), jax.tree.leaves(resumed.state)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
   before = sorted(p.name for p in tmp_path.rglob("*"))
   changed = sweep.Grid.from_dict(zipped={"agent.cql.weight": [0.0, 10.0],
                                          "agent.critic_lr": [3e-4, 1e-3]})
   with pytest.raises(sweep.SweepError) as error:
-    sweep.run(tiny_config, tmp_path, changed, SEEDS, resume=True, progress=False)
+    runner.train_and_evaluate(tiny_config, tmp_path, SEEDS, resume=True, grid=changed,
+                              progress=False)
   assert "--sweep_zip agent.cql.weight: [0.0, 5.0] -> [0.0, 10.0]" in str(error.value)
   with pytest.raises(sweep.SweepError, match="was a sweep; this launch is not"):
     runner.train_and_evaluate(tiny_config, tmp_path, SEEDS, resume=True, progress=False)
@@ -134,7 +136,8 @@ def test_resumed_sweep_is_bit_identical_and_a_changed_grid_is_refused(sweep_run,
 def test_members_that_do_not_fit_leave_no_workdir(tiny_config, tmp_path):
   workdir = tmp_path / "never"
   with pytest.raises(sweep.SweepError, match="About 0 members fit"):
-    sweep.run(tiny_config, workdir, GRID, SEEDS, progress=False, memory_limit_bytes=1000)
+    runner.train_and_evaluate(tiny_config, workdir, SEEDS, grid=GRID, progress=False,
+                              memory_limit_bytes=1000)
   assert not workdir.exists()
 
 
