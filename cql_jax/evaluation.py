@@ -24,11 +24,13 @@ from cql_jax.data.errors import DatasetError
 
 @dataclasses.dataclass(frozen=True)
 class EvalResult:
-  """returns, discounted_returns, lengths: [num_episodes]; normalized: [num_episodes] or None."""
+  """returns, discounted_returns, lengths: [num_episodes]; normalized: [num_episodes] or None;
+  terminated: [num_episodes] bool, whether each episode ended by termination (not time limit)."""
   returns: np.ndarray
   discounted_returns: np.ndarray
   lengths: np.ndarray
   normalized: Optional[np.ndarray]
+  terminated: Optional[np.ndarray] = None
 
   @property
   def mean_return(self) -> float:
@@ -276,10 +278,22 @@ def evaluate(policy: Callable[[np.ndarray, jax.Array], np.ndarray], env_id=None,
   discounted = np.asarray([total(gamma ** np.arange(r.length) * r.rewards) for r in records],
                           np.float64)
   lengths = np.asarray([r.length for r in records], np.int64)
+  terminated = np.asarray([bool(r.length and r.terminations[-1]) for r in records], bool)
   normalized = None
   if ref_min is not None and ref_max is not None:
     normalized = scores.normalized_score(returns, ref_min, ref_max)
-  return EvalResult(returns, discounted, lengths, normalized)
+  return EvalResult(returns, discounted, lengths, normalized, terminated)
+
+
+def success_rate_metric(dataset) -> bool:
+  """Whether `dataset`'s evaluation environment scores by success rate: OGBench's single-task
+  environments, which terminate exactly when the state before the step is a success
+  (terminate_at_goal, success_timing "pre"), so an episode succeeds iff it ends by termination.
+  The evaluator then adds "eval/success", in percent."""
+  spec = getattr(dataset, "env_spec", None)
+  entry = getattr(spec, "entry_point", None)
+  return (isinstance(entry, str) and entry.startswith("ogbench.")
+          and (spec.kwargs or {}).get("reward_task_id") is not None)
 
 
 def evaluate_agent(agent, state, dataset, *, num_episodes: int = 10, seed: int = 0,

@@ -47,6 +47,7 @@ from cql_jax import writers
 from cql_jax.data import buffer
 from cql_jax.data import minari_io
 from cql_jax.data import npz
+from cql_jax.data import ogbench_io
 from cql_jax.data import split
 from cql_jax.makers import registry
 from cql_jax.types import Agent, OfflineDataset
@@ -148,9 +149,10 @@ def load_data(config, download: bool = False, workdir: str = "<workdir>", *,
     for dataset_id in ids:
       registry.ensure_available(dataset_id, download, generation=config.get("generation"),
                                 download_command=_download_command(config, workdir))
-      parts.append(minari_io.load_dataset(
-          dataset_id, obs_keys=obs_keys, reward_scale=config.data.reward_scale,
-          reward_bias=config.data.reward_bias))
+      load = (ogbench_io.load_dataset if ogbench_io.parse_id(dataset_id)
+              else minari_io.load_dataset)  # OGBench single-task ids, else Minari ids.
+      parts.append(load(dataset_id, obs_keys=obs_keys, reward_scale=config.data.reward_scale,
+                        reward_bias=config.data.reward_bias))
     dataset = parts[0] if len(parts) == 1 else _concatenate(parts)
     if dataset.env_spec is None and dataset.env_id is None and env_id is not None:
       dataset = dataclasses.replace(dataset, env_id=env_id, env_kwargs=env_kwargs)
@@ -515,7 +517,7 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     eval_scores = evaluate(state, config.eval_seed)
     writer.write(step, "eval", {**eval_scores, "seconds": time.time() - t0})
     history.append({"step": step, **{n: v.tolist() for n, v in eval_scores.items()}})
-    key = "eval/normalized_score" if "eval/normalized_score" in eval_scores else "eval/return"
+    key = sweep.headline_metric(eval_scores)
     bar.set_postfix({key.split("/")[1]: f"{eval_scores[key].mean():.1f}"})
     if setup.statistics is not None:
       writer.write(step, "offline", setup.statistics(state))

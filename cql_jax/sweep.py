@@ -585,7 +585,8 @@ def make_member_evaluator(agent: Agent, dataset: OfflineDataset, num_members: in
   of each member is reset with seed + j): a member scores the same alone as in any sweep, and
   settings are compared on common starting states. make_env(num_envs), when given, builds the
   vector env instead of the dataset's Gymnasium id (e.g. Atari). Adds "eval/normalized_score"
-  when the dataset has reference scores.
+  when the dataset has reference scores, and "eval/success" (percent) where success is the
+  measure (evaluation.success_rate_metric: OGBench's single-task environments).
   """
   if dataset.env_id is None and make_env is None:
     raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
@@ -593,6 +594,7 @@ def make_member_evaluator(agent: Agent, dataset: OfflineDataset, num_members: in
   act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
                          in_axes=(0, 0, None)))
   total = num_members * num_episodes
+  success = evaluation.success_rate_metric(dataset)
 
   def run(states, seed: int) -> Dict[str, np.ndarray]:
     if jax.process_count() > 1:  # act runs on this process's devices, on a whole copy.
@@ -611,6 +613,8 @@ def make_member_evaluator(agent: Agent, dataset: OfflineDataset, num_members: in
     out = {"eval/return": per_member(result.returns), "eval/length": per_member(result.lengths)}
     if result.normalized is not None:
       out["eval/normalized_score"] = per_member(result.normalized)
+    if success:  # OGBench: percent of episodes ended by reaching the goal.
+      out["eval/success"] = 100.0 * per_member(result.terminated)
     return out
   return run
 
@@ -626,13 +630,20 @@ def iqm(values: Sequence[float]) -> float:
   return float(stats.trim_mean(np.asarray(values, np.float64), 0.25))
 
 
+def headline_metric(scores: Mapping[str, Any]) -> str:
+  """The evaluation metric a run is judged by: eval/success, eval/normalized_score or eval/return."""
+  return next(m for m in ("eval/success", "eval/normalized_score", "eval/return")
+              if m in scores)
+
+
 def summary(plan_: Plan, final: Mapping[str, Sequence[float]]) -> List[dict]:
   """One row per setting: {"setting", "seeds", "metric", "scores", "mean", "std", "iqm"}.
 
-  final: eval metric -> [M] final values in member order. The metric is the normalized score
-  when present, else the return; std is over seeds (ddof 0, as numpy's default).
+  final: eval metric -> [M] final values in member order. The metric is the success rate when
+  present (OGBench), else the normalized score when present, else the return; std is over seeds
+  (ddof 0, as numpy's default).
   """
-  metric = "eval/normalized_score" if "eval/normalized_score" in final else "eval/return"
+  metric = headline_metric(final)
   values = np.asarray(final[metric], np.float64).reshape(len(plan_.settings), len(plan_.seeds))
   return [{"setting": dict(setting), "seeds": list(plan_.seeds), "metric": metric,
            "scores": row.tolist(), "mean": float(row.mean()), "std": float(row.std()),

@@ -1,12 +1,15 @@
 """Where each dataset id comes from, and the one call that makes it available locally.
 
-Three kinds of Minari ids:
+Four kinds of ids:
   generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN: scripted behaviour
              policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
   made       cql_jax/<env>/<kind>-vN for env in mujoco_datasets.ENVS (hopper, halfcheetah,
              walker2d, pendulum-sac, inverteddoublependulum, reacher): the project's own data
              from online SAC; too slow to make on demand and not downloadable, so made once
              with ``python -m experiments.make_datasets``.
+  ogbench    OGBench single-task ids, <env>-<type>-singletask[-task<N>]-v0 (cql_jax.data.ogbench_io):
+             OGBench's files, downloaded by ogbench.download_datasets when the caller allows it;
+             cql_jax/<same> for the project's own, made with python -m experiments.make_ogbench.
   minari     everything else: a dataset on the Minari server (e.g. D4RL/antmaze/umaze-v1,
              mujoco/hopper/medium-v0), downloadable when the caller allows it.
 The runner calls :func:`ensure_available` for every id before reading it with cql_jax.data.
@@ -16,6 +19,7 @@ from __future__ import annotations
 import difflib
 from typing import Mapping, NamedTuple, Optional
 
+from cql_jax.data import ogbench_io
 from cql_jax.data import paths
 from cql_jax.data.errors import DatasetError
 from cql_jax.makers import cartpole
@@ -24,7 +28,7 @@ from cql_jax.makers import pendulum
 
 LOCAL_NAMESPACE = "cql_jax"
 _GENERATED = {pendulum.NAMESPACE: pendulum, cartpole.NAMESPACE: cartpole}
-GENERATED, MADE, MINARI = "generated", "made", "minari"
+GENERATED, MADE, MINARI, OGBENCH = "generated", "made", "minari", "ogbench"
 
 
 class Source(NamedTuple):
@@ -34,7 +38,9 @@ class Source(NamedTuple):
 
 
 def source_of(dataset_id: str) -> Source:
-  """Which of the three kinds (module docstring) `dataset_id` is, from its namespace alone."""
+  """Which of the four kinds (module docstring) `dataset_id` is, from the id alone."""
+  if ogbench_io.parse_id(dataset_id) is not None:
+    return Source(OGBENCH)
   for namespace in _GENERATED:
     if dataset_id.startswith(namespace + "/"):
       return Source(GENERATED)
@@ -95,6 +101,42 @@ def _generate(dataset_id: str, generation: Mapping) -> None:
                                       ref_episodes=get("ref_episodes", 100), version=int(version))
 
 
+def _ensure_ogbench(dataset_id: str, download: bool, download_command: Optional[str]) -> None:
+  """An OGBench single-task id's file, downloaded with OGBench's own function when allowed."""
+  parsed = ogbench_io.parse_id(dataset_id)
+  path = ogbench_io.file_path(dataset_id)
+  root = ogbench_io.datasets_root()
+  if path.is_file():
+    return
+  if parsed.local:
+    env = parsed.dataset_name.rsplit("-", 2)[0] + "-v0"
+    raise DatasetError(
+        f"Dataset '{dataset_id}' is the project's own OGBench data, made here with OGBench's "
+        f"oracles, and {path} does not exist. Make it (OGBench's full size; "
+        "--num_episodes=N for fewer) with\n"
+        f"  {ogbench_io.ENV_VAR}={root} python -m experiments.make_ogbench --env={env}\n"
+        "then launch again.")
+  if download:
+    try:
+      ogbench = ogbench_io.require_ogbench()
+      ogbench.download_datasets([parsed.dataset_name], str(root))
+    except DatasetError:
+      raise
+    except Exception as err:  # pylint: disable=broad-except
+      raise DatasetError(
+          f"Downloading OGBench dataset {parsed.dataset_name} failed ({type(err).__name__}: "
+          f"{err}). Copy {parsed.dataset_name}.npz (and its -val.npz) into {root}, or make the "
+          f"project's own version: python -m experiments.make_ogbench --env="
+          f"{parsed.dataset_name.rsplit('-', 2)[0]}-v0 and train on cql_jax/{dataset_id}.") from err
+    return
+  how = f"\n  {download_command}\nor" if download_command else ""
+  raise DatasetError(
+      f"Dataset '{dataset_id}' needs OGBench's file {path}, which is not there. Fetch it with"
+      f"{how}\n  python -c \"import ogbench; ogbench.download_datasets(['{parsed.dataset_name}'], "
+      f"'{root}')\"\nthen launch again (or pass download=True / --download). Without a network, "
+      f"the project makes the same kind of data with OGBench's oracles: cql_jax/{dataset_id}.")
+
+
 def ensure_available(dataset_id: str, download: bool = False, *,
                      generation: Optional[Mapping] = None,
                      download_command: Optional[str] = None) -> None:
@@ -114,8 +156,11 @@ def ensure_available(dataset_id: str, download: bool = False, *,
     DatasetError: the id is missing and cannot be made or downloaded here; the message tells
       a downloadable Minari id from a local one and lists close local ids.
   """
-  root = paths.datasets_root()
   source = source_of(dataset_id)
+  if source.kind == OGBENCH:
+    _ensure_ogbench(dataset_id, download, download_command)
+    return
+  root = paths.datasets_root()
   if source.kind == GENERATED:
     _generate(dataset_id, generation)
     return
