@@ -1,6 +1,7 @@
 """Metric writers: one protocol, the same numbers in jsonl, TensorBoard and (offline) W&B."""
 import glob
 import struct
+import time
 
 import numpy as np
 import pytest
@@ -70,6 +71,7 @@ def test_jsonl_and_tensorboard_hold_the_same_values(tmp_path):
 
 def test_wandb_writer_logs_offline(tmp_path, monkeypatch):
   pytest.importorskip("wandb")
+  from google.protobuf.message import DecodeError
   from wandb.proto import wandb_internal_pb2
   monkeypatch.setenv("WANDB_MODE", "offline")
   _write_all(writers.make_writers(tmp_path, SEEDS, tensorboard=False, wandb=True,
@@ -77,13 +79,23 @@ def test_wandb_writer_logs_offline(tmp_path, monkeypatch):
   run_id = (tmp_path / writers.WANDB_DIR / "run_id").read_text().strip()
   files = glob.glob(str(tmp_path / writers.WANDB_DIR / "wandb" / f"offline-run-*-{run_id}" / "*.wandb"))
   assert len(files) == 1
-  rows = {}
-  for payload in _records(files[0], 7):
-    record = wandb_internal_pb2.Record.FromString(payload)
-    if record.WhichOneof("record_type") == "history":
-      row = {item.key or "/".join(item.nested_key): float(item.value_json)
-             for item in record.history.item}
-      rows[int(row["_step"])] = row
+  # W&B's service process writes the offline file; finish() may return before its last block
+  # reaches the disk (seen on a loaded machine), so read until the history is there or 30 s pass.
+  deadline = time.monotonic() + 30.0
+  while True:
+    rows = {}
+    try:
+      for payload in _records(files[0], 7):
+        record = wandb_internal_pb2.Record.FromString(payload)
+        if record.WhichOneof("record_type") == "history":
+          row = {item.key or "/".join(item.nested_key): float(item.value_json)
+                 for item in record.history.item}
+          rows[int(row["_step"])] = row
+    except DecodeError:  # a record cut short by a write still in flight: read again.
+      rows = {}
+    if len(rows) >= 2 or time.monotonic() > deadline:
+      break
+    time.sleep(0.5)
   assert sorted(rows) == [20, 40]
   assert rows[20]["seed_3/critic/loss"] == 1.5 and rows[20]["seed_7/eval/return"] == -30.0
   assert rows[20]["eval/return"] == -20.0 and rows[20]["critic/loss"] == 2.0
