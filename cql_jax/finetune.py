@@ -30,7 +30,7 @@ resumed online phase is not bit-identical to an uninterrupted one (the offline p
 """
 from __future__ import annotations
 
-import functools
+import json
 import logging
 import pathlib
 import time
@@ -47,6 +47,7 @@ from cql_jax import checkpoints
 from cql_jax import evaluation
 from cql_jax import scores
 from cql_jax import train
+from cql_jax import writers
 from cql_jax.data import buffer as buffer_lib
 from cql_jax.data import observations
 from cql_jax.data import replay
@@ -154,16 +155,28 @@ def training_data(config, dataset: OfflineDataset):
   return buffer_lib.to_device(with_returns)
 
 
-def resume_step(workdir) -> Optional[int]:
-  """The gradient step of the latest online checkpoint under `workdir`, or None."""
+def prepare_resume(workdir) -> Optional[int]:
+  """Before a resume: the gradient step of the latest online checkpoint under `workdir`, or None.
+
+  Also drops the metrics.jsonl rows that the interrupted online phase wrote after that
+  checkpoint's environment step (all of its rows when it has none, as it then restarts from
+  step 0): gradient steps stand still during random steps, so the runner's truncation by
+  gradient step alone would keep them.
+  """
   directory = pathlib.Path(workdir) / CHECKPOINT_DIR
-  if not directory.is_dir():
-    return None
-  ckpt = checkpoints.Checkpointer(directory, 1_000_000)
-  try:
-    meta = ckpt.read_meta()
-  finally:
-    ckpt.close()
+  meta = None
+  if directory.is_dir():
+    ckpt = checkpoints.Checkpointer(directory, 1_000_000)
+    try:
+      meta = ckpt.read_meta()
+    finally:
+      ckpt.close()
+  path = pathlib.Path(workdir) / writers.METRICS_FILE
+  last = -1 if meta is None else int(meta["env_steps"])
+  rows = writers.read_jsonl(path)
+  kept = [r for r in rows if r.get("online/env_steps", -1) <= last]
+  if len(kept) != len(rows):
+    writers.atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in kept))
   return None if meta is None else int(meta["grad_step"])
 
 
@@ -390,7 +403,9 @@ def run(config, workdir, setup, state, loop_keys, *, seeds: Sequence[int], label
       "autoreset_mode": gym.vector.AutoresetMode.SAME_STEP})
   obs_keys = getattr(dataset, "obs_keys", None)
   try:
-    if env_steps == 0:
+    # Step 0 is the offline policy's evaluation; a checkpoint whose evaluation never got written
+    # (the save comes first) is evaluated on restore.
+    if all(h.get("online/env_steps") != env_steps for h in history):
       run_evaluation()
     reset_seeds = [int(o.env_seed) + 1000 * int(s) + env_steps for s in seeds]
     obs, _ = env.reset(seed=reset_seeds)

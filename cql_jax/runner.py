@@ -497,13 +497,14 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     _log.info("resumed %s at step %d", workdir, start_chunk * k)
   last_checkpoint = start_chunk * k if start_chunk else None
   # An online phase's checkpoint is later than every offline one (cql_jax.finetune).
-  resume_step = max(start_chunk * k, (resume and finetune.resume_step(workdir)) or 0)
+  resume_step = max(start_chunk * k, (resume and finetune.prepare_resume(workdir)) or 0)
   if primary:
     writers.truncate_jsonl(workdir / writers.METRICS_FILE, resume_step)
   writer = (_make_writers(config, workdir, [m.seed for m in members],
                           resume_step + 1 if resume else None, names)
             if primary else writers.MultiWriter([]))
-  history = [{"step": r["step"], **{n: v for n, v in r.items() if n.startswith("eval/")}}
+  history = [{"step": r["step"], **{n: v for n, v in r.items()
+                                    if n.startswith(("eval/", "online/"))}}
              for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
   eval_due = lambda step: step % config.eval_every == 0 or step == config.num_steps
   ckpt_due = lambda step: step % config.checkpoint_every == 0 or step == config.num_steps

@@ -48,7 +48,11 @@ def test_offline_then_online_with_resume_mid_online(tiny_config, tmp_path):
   first = base.override(tiny_config, {"online.steps": 200})
   runner.train_and_evaluate(first, workdir, SEEDS, progress=False)
   assert (workdir / finetune.CHECKPOINT_DIR / "200").is_dir()
-  assert finetune.resume_step(workdir) == 40 + 200
+  # A row the interrupted phase wrote after its last checkpoint goes on resume, though its
+  # gradient step alone would not say so.
+  with open(workdir / writers.METRICS_FILE, "a") as f:
+    f.write(json.dumps({"step": 200, "kind": "train", "seeds": [0, 1],
+                        "online/env_steps": 300}) + "\n")
   more = base.override(tiny_config, {"online.steps": 400, "online.buffer_capacity": 800})
   with pytest.raises(ValueError, match="buffer_capacity=400"):
     runner.train_and_evaluate(more, workdir, SEEDS, resume=True, progress=False)
