@@ -1,4 +1,4 @@
-"""Trains SAC online once per environment and writes D4RL-style Minari datasets from it.
+"""Trains SAC (or DQN) online once per environment and writes D4RL-style Minari datasets from it.
 
   python -m experiments.make_datasets --env=hopper --workdir=runs/datasets-hopper \
       --total_steps=1000000 --max_minutes=45 [--num_transitions=200000] [--target_return=2500]
@@ -13,6 +13,15 @@ under $MINARI_DATASETS_PATH (default data/minari). It logs the evaluation curve,
 wall time at which --target_return was first reached (or that it was not), and writes
 <workdir>/<env>/summary.json with the curve, timings and dataset statistics, and
 <workdir>/<env>/snapshots.pkl with the actor parameters of every evaluation.
+
+Discrete environments (cartpole-dqn, acrobot-dqn, lunarlander-dqn) train the online DQN
+(cql_jax.makers.online_dqn) instead and write cql_jax/<env>/<kind>-v0 through
+cql_jax.makers.discrete_datasets; --total_steps, --num_transitions and --target_return default
+to that module's per-environment ENVS values, --max_minutes to 30, and the other flags to
+online_dqn.default_config's (with ENVS' per-environment overrides), unless given:
+
+  python -m experiments.make_datasets --env=cartpole-dqn,acrobot-dqn,lunarlander-dqn \
+      --workdir=runs/datasets-discrete
 """
 from __future__ import annotations
 
@@ -28,7 +37,10 @@ from absl import flags
 FLAGS = flags.FLAGS
 ENV_NAMES = ("hopper", "halfcheetah", "walker2d", "pendulum-sac", "inverteddoublependulum",
              "reacher")  # == mujoco_datasets.ENVS, listed here so --help needs no JAX import.
-flags.DEFINE_list("env", ["hopper"], f"Environments: {', '.join(ENV_NAMES)}.")
+DISCRETE_ENV_NAMES = ("cartpole-dqn", "acrobot-dqn", "lunarlander-dqn")  # discrete_datasets.ENVS
+DISCRETE_MAX_MINUTES = 30.0  # DQN's wall-time cap when --max_minutes is unset.
+flags.DEFINE_list("env", ["hopper"], f"Environments: {', '.join(ENV_NAMES)}; discrete: "
+                  f"{', '.join(DISCRETE_ENV_NAMES)}.")
 flags.DEFINE_string("workdir", None, "Where summaries and policy snapshots go.")
 flags.DEFINE_integer("seed", 0, "Seed of SAC, the rollouts and the reference scores.")
 # Unset: the environment's mujoco_datasets.SETTINGS.
@@ -115,13 +127,87 @@ def run_env(env_name: str) -> dict:
   return summary
 
 
+def run_discrete_env(env_name: str) -> dict:
+  """run_env for a Discrete-action environment: online DQN, Q-network snapshots."""
+  import jax
+  from cql_jax.makers import discrete_datasets
+  from cql_jax.makers import online_dqn
+
+  spec = discrete_datasets.ENVS[env_name]
+  given = lambda name: FLAGS[name].present
+  env_id = spec.env_id
+  outdir = os.path.join(FLAGS.workdir, env_name)
+  os.makedirs(outdir, exist_ok=True)
+  config = online_dqn.default_config()
+  config.update(dict(spec.dqn))
+  config.total_steps = FLAGS.total_steps if given("total_steps") else spec.total_steps
+  for name in ("warmup_steps", "steps_per_round", "eval_every"):
+    if given(name):
+      config[name] = FLAGS[name].value
+  target = FLAGS.target_return if given("target_return") else spec.target_return
+  num_transitions = FLAGS.num_transitions if given("num_transitions") else spec.num_transitions
+  snapshots, reached = [], {}
+
+  def on_eval(step, state, info):
+    snapshots.append({"step": step, "seconds": info["seconds"], "mean_return": info["mean_return"],
+                      "params": jax.device_get(state.params)})
+    if not reached and info["mean_return"] >= target:
+      reached.update(step=step, seconds=info["seconds"], mean_return=info["mean_return"])
+      log(f"{env_id}: target {target} reached at step {step}, {info['seconds']:.0f}s")
+
+  max_minutes = FLAGS.max_minutes if given("max_minutes") else DISCRETE_MAX_MINUTES
+  log(f"{env_id}: DQN for up to {config.total_steps} steps / {max_minutes} min\n{config}")
+  run = online_dqn.train_online(env_id, config, seed=FLAGS.seed,
+                                max_seconds=60 * max_minutes, record_episodes=True,
+                                on_eval=on_eval, log=lambda m: log(f"{env_id}: {m}"))
+  best = max(snapshots, key=lambda s: s["mean_return"])
+  log(f"{env_id}: trained {run.env_steps} steps in {run.seconds:.0f}s "
+      f"({run.env_steps / run.seconds:.0f} steps/s); best eval {best['mean_return']:.1f} at step "
+      f"{best['step']}; target {target} " + (f"reached at step {reached['step']}" if reached
+                                             else "NOT reached"))
+  with open(os.path.join(outdir, "snapshots.pkl"), "wb") as f:
+    pickle.dump(snapshots, f)
+  summary = {
+      "env_id": env_id, "seed": FLAGS.seed, "config": config.to_dict(),
+      "train_steps": run.env_steps, "train_seconds": run.seconds,
+      "target_return": target, "target_reached": reached or None,
+      "evals": [{k: v for k, v in s.items() if k != "params"} for s in snapshots],
+      "train_episode_returns": run.train_returns.tolist(),
+      "train_episode_end_steps": run.train_end_steps.tolist(),
+  }
+  dqn = "Double DQN" if config.double_dqn else "DQN"
+  train_text = (f"Behaviour policies from one online {dqn} run (cql_jax.makers.online_dqn, seed "
+                f"{FLAGS.seed}, {'x'.join(map(str, config.hidden_sizes))} MLP, Huber loss, hard "
+                f"target sync every {config.target_update_period} gradient steps, "
+                f"{config.num_envs} env copies, one gradient step per {config.update_every} env "
+                f"steps, epsilon {config.epsilon_start} to {config.epsilon_end} over the first "
+                f"{config.epsilon_fraction:.0%} of steps, {config.warmup_steps} random warm-up "
+                f"steps) of {run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core "
+                "CPU).")
+  start = time.perf_counter()
+  summary["datasets"] = discrete_datasets.write_all(
+      env_name, run, snapshots, num_transitions=num_transitions, ref_episodes=FLAGS.ref_episodes,
+      seed=FLAGS.seed, train_text=train_text, kinds=FLAGS.kinds, log=log)
+  summary["dataset_seconds"] = time.perf_counter() - start
+  summary["total_seconds"] = run.seconds + summary["dataset_seconds"]
+  with open(os.path.join(outdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  log(f"{env_id}: datasets written in {summary['dataset_seconds']:.0f}s; total wall time "
+      f"{summary['total_seconds']:.0f}s")
+  return summary
+
+
 def main(argv):
   del argv
-  unknown = [e for e in FLAGS.env if e not in ENV_NAMES]
+  names = ENV_NAMES + DISCRETE_ENV_NAMES
+  unknown = [e for e in FLAGS.env if e not in names]
   if unknown:
-    raise app.UsageError(f"--env: unknown {', '.join(unknown)}; choose from {', '.join(ENV_NAMES)}.")
+    raise app.UsageError(f"--env: unknown {', '.join(unknown)}; choose from {', '.join(names)}.")
   for env_name in FLAGS.env:
-    run_env(env_name)
+    if env_name in DISCRETE_ENV_NAMES:
+      run_discrete_env(env_name)
+    else:
+      run_env(env_name)
 
 
 if __name__ == "__main__":

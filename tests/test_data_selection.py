@@ -62,6 +62,12 @@ def test_missing_messages_tell_downloadable_from_local(tmp_path, monkeypatch):
   assert "no maker here produces it" in message
   assert "cql_jax/hopper/medium-v0" in message  # a close id the project makes.
 
+  with pytest.raises(DatasetError) as err:
+    registry.ensure_available("cql_jax/acrobot-dqn/expert-v0")
+  message = str(err.value)
+  assert "cannot be downloaded" in message and "online DQN" in message
+  assert "python -m experiments.make_datasets --env=acrobot-dqn" in message
+
 
 def test_dataset_id_override_replaces_the_whole_selection(pendulum_minari_root):
   del pendulum_minari_root

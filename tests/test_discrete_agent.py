@@ -153,3 +153,21 @@ def test_cnn_agent_shapes():
   assert out.shape == (2, config.num_heads, NUM_ACTIONS)
   action = agent.act(state, frames, jax.random.key(11), True)
   assert action.shape == (2,)
+
+
+def test_bc_loss_is_numpy_cross_entropy_and_fits_the_data(batch):
+  config = _config("bc", 0.0, lr=1e-2)
+  agent = agent_lib.make_discrete_agent(config, (OBS_DIM,), NUM_ACTIONS)
+  state = agent.init(jax.random.key(0))
+  spec = agent_lib.make_spec(config, (OBS_DIM,), NUM_ACTIONS)
+  logits = np.asarray(spec.network.apply(state.params, batch.obs), np.float64)
+  log_probs = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+  expected = -log_probs[np.arange(BATCH), np.asarray(batch.action)].mean()
+  loss, metrics = agent_lib.critic_loss(spec, state.params, state, batch, jax.random.key(1))
+  np.testing.assert_allclose(float(loss), expected, rtol=1e-5)
+  assert agent.values(state, batch, jax.random.key(1)) == {}   # no critic to report on.
+  state, metrics = _make_run(agent.update, 300)(state, batch, jax.random.key(2))
+  # 16 points in general position, 32 hidden units: the classifier fits every data action.
+  np.testing.assert_array_equal(np.asarray(agent.act(state, batch.obs, jax.random.key(3), True)),
+                                np.asarray(batch.action))
+  assert float(metrics["bc/loss"][-1]) < 0.5 * expected

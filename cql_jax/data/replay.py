@@ -6,6 +6,8 @@ leading size of the arrays; the write position and fill level are int32 scalars.
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -16,7 +18,8 @@ from cql_jax.types import Transition
 class ReplayBuffer(flax.struct.PyTreeNode):
   """Ring buffer state.
 
-  data:       Transition with leading axis C (capacity); obs/next_obs [C, O], action [C, A],
+  data:       Transition with leading axis C (capacity); obs/next_obs [C, O], action [C, A]
+              (or [C] discrete indices),
               reward/discount [C]. Slots at index >= size hold zeros and are never sampled.
   next_index: shape=(), int32. Slot the next transition is written to.
   size:       shape=(), int32. Number of filled slots, min(total inserted, C).
@@ -30,12 +33,17 @@ class ReplayBuffer(flax.struct.PyTreeNode):
     return int(self.data.reward.shape[0])
 
 
-def make_replay_buffer(capacity: int, obs_dim: int, action_dim: int) -> ReplayBuffer:
-  """An empty float32 buffer of `capacity` transitions with [O] observations and [A] actions."""
+def make_replay_buffer(capacity: int, obs_dim: int, action_dim: Optional[int]) -> ReplayBuffer:
+  """An empty float32 buffer of `capacity` transitions with [O] observations and [A] actions.
+
+  action_dim None stores one scalar per transition (a discrete action index; float32 holds
+  every index below 2**24 exactly, and the discrete agent casts it back to int32).
+  """
   if capacity < 1:
     raise ValueError(f"capacity must be >= 1, got {capacity}")
   zeros = lambda *shape: jnp.zeros((capacity, *shape), jnp.float32)
-  data = Transition(obs=zeros(obs_dim), action=zeros(action_dim), reward=zeros(),
+  action_shape = () if action_dim is None else (action_dim,)
+  data = Transition(obs=zeros(obs_dim), action=zeros(*action_shape), reward=zeros(),
                     discount=zeros(), next_obs=zeros(obs_dim))
   return ReplayBuffer(data=data, next_index=jnp.zeros((), jnp.int32),
                       size=jnp.zeros((), jnp.int32))

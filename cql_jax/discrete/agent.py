@@ -1,6 +1,8 @@
 """Discrete CQL agent: DQN, QR-DQN or REM critic plus the CQL(H) penalty, one code path.
 
-The baselines are the same agent with `cql.weight = 0.0` (cql_jax.discrete.variants). As in
+The baselines are the same agent with `cql.weight = 0.0` (cql_jax.discrete.variants), and
+behaviour cloning is the loss "bc": the DQN head's outputs are the logits of a softmax policy
+fitted to the data's actions by cross-entropy, and the greedy action is its mode. As in
 cql_jax.continuous.agent, the agent is module-level pure functions over a frozen `Spec` of the
 static choices (computed once by `make_spec`), bound by `make_discrete_agent` with
 functools.partial; the losses live in cql_jax.discrete.losses and the networks in
@@ -26,7 +28,8 @@ from cql_jax.discrete import losses
 from cql_jax.discrete import networks
 from cql_jax.types import Agent, Transition
 
-LOSSES = ("dqn", "qrdqn", "rem")
+VALUE_LOSSES = ("dqn", "qrdqn", "rem")
+LOSSES = VALUE_LOSSES + ("bc",)
 # Every sweepable key; all but "lr" live in state.hparams.
 SWEEPABLE = ("cql.weight", "gamma", "target_update_period", "lr")
 STATE_HPARAMS = ("cql.weight", "gamma", "target_update_period")
@@ -36,7 +39,7 @@ _DTYPES = {"target_update_period": jnp.int32}
 def default_config() -> ml_collections.ConfigDict:
   """Paper/batch_rl Atari settings for QR-DQN + CQL."""
   config = ml_collections.ConfigDict()
-  config.loss = "qrdqn"  # one of LOSSES
+  config.loss = "qrdqn"  # one of LOSSES ("bc": behaviour cloning, no critic)
   config.cql = ml_collections.ConfigDict()
   # CQL alpha. The official README uses 4.0 with 1% data and 1.0 with 10%; 0.0 is the baseline.
   config.cql.weight = 1.0
@@ -104,6 +107,8 @@ def make_spec(config: ml_collections.ConfigDict, obs_shape: Sequence[int], num_a
     raise ValueError(f"unknown loss {config.loss!r}; expected one of {LOSSES}")
   if config.target_update_period < 1:
     raise ValueError("target_update_period must be >= 1")
+  if config.loss == "bc" and config.get("policy_evaluation", False):
+    raise ValueError("policy_evaluation needs a critic; loss 'bc' has none")
   optimizer = optax.inject_hyperparams(optax.adam, static_args=("eps",))(
       learning_rate=config.lr, eps=config.adam_eps)
   return Spec(network=networks.make_q_network(config, num_actions), optimizer=optimizer,
@@ -183,8 +188,19 @@ def _penalty(spec: Spec, state: DiscreteAgentState, q_tm1, batch: Transition):
                             policy_action)
 
 
+def bc_loss(spec: Spec, params, batch: Transition):
+  """Mean cross-entropy of the softmax over the network's outputs against the data's actions."""
+  logits = spec.network.apply(params, batch.obs)
+  action = batch.action.astype(jnp.int32)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, action).mean()
+  accuracy = (jnp.argmax(logits, axis=-1) == action).astype(jnp.float32).mean()
+  return loss, {"bc/loss": loss, "bc/accuracy": accuracy, "critic/loss": loss}
+
+
 def critic_loss(spec: Spec, params, state: DiscreteAgentState, batch: Transition, key):
-  """Mean TD loss + mean CQL(H) penalty, and the metrics, by name."""
+  """Mean TD loss + mean CQL(H) penalty, and the metrics, by name (BC: its cross-entropy)."""
+  if spec.loss == "bc":
+    return bc_loss(spec, params, batch)
   td, q_tm1 = td_loss(spec, params, state, batch, key)
   cql = _penalty(spec, state, q_tm1, batch)
   mean_td = td.loss.mean()
@@ -234,6 +250,8 @@ def values(spec: Spec, state: DiscreteAgentState, batch: Transition, key, determ
   the Agent contract; the greedy policy is what evaluation runs (ε only adds noise).
   """
   del deterministic
+  if spec.loss == "bc":
+    return {}  # no critic to report on (cql_jax.statistics skips such agents).
   td, q_tm1 = td_loss(spec, state.params, state, batch, key)
   cql = _penalty(spec, state, q_tm1, batch)
   policy = state.policy_params if spec.policy_evaluation else state.params

@@ -86,8 +86,9 @@ class DiscreteQNetwork(nn.Module):
 
 
 def mean_q(output, loss: str):
-  """Reduces a head's output to Q [B, A]: identity (dqn), quantile mean (qrdqn), head mean (rem)."""
-  if loss == "dqn":
+  """Reduces a head's output to Q [B, A]: identity (dqn; bc's logits), quantile mean (qrdqn),
+  head mean (rem)."""
+  if loss in ("dqn", "bc"):
     return output
   if loss == "qrdqn":
     return output.mean(axis=-1)
@@ -104,12 +105,12 @@ def make_q_network(config: ml_collections.ConfigDict, num_actions: int) -> Discr
     torso = MLPTorso(tuple(config.hidden_sizes))
   else:
     raise ValueError(f"unknown torso {config.torso!r}; expected 'cnn' or 'mlp'")
-  if config.loss == "dqn":
+  if config.loss in ("dqn", "bc"):  # bc: the same [B, A] outputs, read as logits.
     head = QHead(num_actions)
   elif config.loss == "qrdqn":
     head = QuantileHead(num_actions, config.num_quantiles)
   elif config.loss == "rem":
     head = MultiHead(num_actions, config.num_heads)
   else:
-    raise ValueError(f"unknown loss {config.loss!r}; expected 'dqn', 'qrdqn' or 'rem'")
+    raise ValueError(f"unknown loss {config.loss!r}; expected 'dqn', 'qrdqn', 'rem' or 'bc'")
   return DiscreteQNetwork(torso, head)

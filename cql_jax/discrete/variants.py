@@ -4,6 +4,8 @@
     cql_qrdqn  QR-DQN critic + CQL(H), the paper's Atari CQL (penalty on the quantile mean).
     cql_rem    REM critic + CQL(H) (penalty on the step's random mixture of heads).
     dqn, qrdqn, rem  the batch_rl baselines: the same critics with cql.weight = 0.
+    bc         behaviour cloning: the DQN head's outputs as a softmax policy's logits, fitted
+               to the data's actions by cross-entropy (no critic, no penalty).
 
 As in cql_jax.continuous.variants, a variant only sets structure (the critic's loss) and the
 penalty's weight; sizes, learning rate and the rest come from `base`.
@@ -18,8 +20,8 @@ import ml_collections
 
 from cql_jax.discrete import agent as discrete
 
-BASELINES = discrete.LOSSES
-NAMES = tuple(f"cql_{loss}" for loss in discrete.LOSSES) + BASELINES
+BASELINES = discrete.VALUE_LOSSES + ("bc",)
+NAMES = tuple(f"cql_{loss}" for loss in discrete.VALUE_LOSSES) + BASELINES
 
 
 def variant_config(name: str, base: Optional[ml_collections.ConfigDict] = None, *,

@@ -131,6 +131,11 @@ def pick_snapshots(snapshots: List[dict], random_return: float) -> tuple:
   return, not from 0, because returns may be negative (Pendulum: random ≈ −1200, expert ≈ −150).
   """
   expert = max(snapshots, key=lambda s: s["mean_return"])
+  if expert["mean_return"] <= random_return:
+    raise ValueError(
+        f"no snapshot beat the random policy (best evaluation {expert['mean_return']:.1f} at "
+        f"step {expert['step']}, random {random_return:.1f}), so there is no medium or expert "
+        "policy to roll out: train longer (--total_steps) or check the environment's reward.")
   level = random_return + (expert["mean_return"] - random_return) / 3.0
   medium = next(s for s in snapshots if s["mean_return"] >= level)
   return medium, expert

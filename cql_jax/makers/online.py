@@ -55,7 +55,8 @@ class Episode:
   """One finished training episode, kept on the host when record_episodes is set.
 
   observations: [T+1, O] float32 (first to final observation); actions: [T, A] float32 in the
-  environment's units; rewards: [T] float64; terminations, truncations: [T] bool.
+  environment's units ([T] int64 for a Discrete space); rewards: [T] float64; terminations,
+  truncations: [T] bool.
   end_step: environment steps taken (over all copies) when the episode ended.
   """
   observations: np.ndarray
@@ -147,30 +148,83 @@ def train_online(env_id: str, config: ml_collections.ConfigDict, *, seed: int,
   Returns:
     OnlineResult.
   """
-  cfg = config
-  start = time.perf_counter()
-  env = make_env(env_id, cfg.num_envs, env_kwargs)
-  num_envs = cfg.num_envs
+  env = make_env(env_id, config.num_envs, env_kwargs)
   low = np.asarray(env.single_action_space.low, np.float32)
   high = np.asarray(env.single_action_space.high, np.float32)
   obs_dim = int(np.prod(env.single_observation_space.shape))
   action_dim = int(low.shape[0])
-  agent = make_cql_agent(cfg, obs_dim, low, high)
+  agent = make_cql_agent(config, obs_dim, low, high)
+  act = jax.jit(agent.act, static_argnums=3)
 
+  def random_action(rng, num_envs, env_steps):
+    del env_steps
+    return rng.uniform(low, high, size=(num_envs, action_dim)).astype(np.float32)
+
+  def policy_action(state, obs, key, rng, env_steps):
+    del rng, env_steps
+    return np.asarray(act(state, obs, key, False))
+
+  hooks = LoopHooks(
+      random_action=random_action, policy_action=policy_action,
+      greedy=lambda state, obs, key: act(state, obs, key, True),
+      stored_action=lambda a: np.clip(2.0 * (a - low) / (high - low) - 1.0, -1.0, 1.0),
+      action_dim=action_dim)
+  return run_loop(env, env_id, agent, config, hooks, seed=seed, env_kwargs=env_kwargs,
+                  max_seconds=max_seconds, record_episodes=record_episodes, on_eval=on_eval,
+                  log=log)
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopHooks:
+  """What the acting half of `run_loop` needs from a learner (SAC here, DQN in online_dqn).
+
+  random_action(rng, num_envs, env_steps) -> [N, ...] warm-up actions in the env's units.
+  policy_action(state, obs [N, O], key, rng, env_steps) -> [N, ...] exploring actions.
+  greedy(state, obs [N, O], key) -> [N, ...] the evaluation policy's actions.
+  stored_action(actions) -> what the replay buffer stores (SAC: scaled into [-1, 1]).
+  action_dim: the buffer's action width; None stores one scalar (a discrete index) per row.
+  updates_per_round(round_size) -> gradient steps per round (default: one per env step).
+  """
+  random_action: Callable
+  policy_action: Callable
+  greedy: Callable
+  stored_action: Callable
+  action_dim: Optional[int]
+  updates_per_round: Callable[[int], int] = lambda round_size: round_size
+
+
+def run_loop(env, env_id: str, agent: Agent, config: ml_collections.ConfigDict,
+             hooks: LoopHooks, *, seed: int, env_kwargs: Optional[dict] = None,
+             max_seconds: Optional[float] = None, record_episodes: bool = False,
+             on_eval: Optional[Callable[[int, object, dict], None]] = None,
+             log: Optional[Callable[[str], None]] = None) -> OnlineResult:
+  """The act-then-learn rounds shared by the online learners (module docstring); closes `env`.
+
+  config needs num_envs, total_steps, warmup_steps, steps_per_round, batch_size,
+  buffer_capacity, eval_every and eval_episodes; the arguments are train_online's.
+  """
+  cfg = config
+  start = time.perf_counter()
+  num_envs = cfg.num_envs
+  obs_dim = int(np.prod(env.single_observation_space.shape))
   steps_per_round = int(cfg.steps_per_round)
-  round_size = steps_per_round * num_envs  # transitions (and updates) per round.
-  if cfg.warmup_steps % round_size or cfg.total_steps % round_size:
-    raise ValueError(f"warmup_steps={cfg.warmup_steps} and total_steps={cfg.total_steps} must be "
-                     f"multiples of steps_per_round * num_envs = {round_size}")
-  if cfg.buffer_capacity < round_size:
-    raise ValueError("buffer_capacity must hold at least one round of transitions")
+  round_size = steps_per_round * num_envs  # transitions per round.
+  try:
+    if cfg.warmup_steps % round_size or cfg.total_steps % round_size:
+      raise ValueError(f"warmup_steps={cfg.warmup_steps} and total_steps={cfg.total_steps} must "
+                       f"be multiples of steps_per_round * num_envs = {round_size}")
+    if cfg.buffer_capacity < round_size:
+      raise ValueError("buffer_capacity must hold at least one round of transitions")
+  except ValueError:
+    env.close()
+    raise
 
   root = jax.random.key(seed)
   init_key, act_root, learn_root, eval_root = jax.random.split(root, 4)
   state = train.init_states(agent, init_key)
-  buffer = replay.make_replay_buffer(int(cfg.buffer_capacity), obs_dim, action_dim)
-  act = jax.jit(agent.act, static_argnums=3)
-  learn = jax.jit(make_round(agent, int(cfg.batch_size), round_size), donate_argnums=(0, 1))
+  buffer = replay.make_replay_buffer(int(cfg.buffer_capacity), obs_dim, hooks.action_dim)
+  learn = jax.jit(make_round(agent, int(cfg.batch_size), hooks.updates_per_round(round_size)),
+                  donate_argnums=(0, 1))
   fill = jax.jit(replay.insert, donate_argnums=0)
   rng = np.random.default_rng(seed)
 
@@ -180,7 +234,7 @@ def train_online(env_id: str, config: ml_collections.ConfigDict, *, seed: int,
   train_returns, train_end_steps, evals, episodes = [], [], [], []
   traces = [_new_trace(obs[i]) for i in range(num_envs)] if record_episodes else None
   env_steps, round_index, next_eval = 0, 0, int(cfg.eval_every)
-  to_unit = lambda a: np.clip(2.0 * (a - low) / (high - low) - 1.0, -1.0, 1.0)
+  metrics = None
 
   try:
     while env_steps < cfg.total_steps:
@@ -188,15 +242,15 @@ def train_online(env_id: str, config: ml_collections.ConfigDict, *, seed: int,
       warm = env_steps < cfg.warmup_steps
       for t in range(steps_per_round):
         if warm:
-          action = rng.uniform(low, high, size=(num_envs, action_dim)).astype(np.float32)
+          action = hooks.random_action(rng, num_envs, env_steps)
         else:
           step_key = jax.random.fold_in(act_root, env_steps)
-          action = np.asarray(act(state, obs, step_key, False))
+          action = hooks.policy_action(state, obs, step_key, rng, env_steps)
         next_obs, reward, terminated, truncated, info = env.step(action)
         next_obs = np.asarray(next_obs, np.float32)
         final = true_next_obs(next_obs, info)
         rows["obs"].append(obs)
-        rows["action"].append(to_unit(action))
+        rows["action"].append(hooks.stored_action(action))
         rows["reward"].append(np.asarray(reward, np.float32))
         rows["discount"].append(1.0 - np.asarray(terminated, np.float32))
         rows["next_obs"].append(final)
@@ -230,16 +284,17 @@ def train_online(env_id: str, config: ml_collections.ConfigDict, *, seed: int,
       if env_steps >= next_eval or env_steps >= cfg.total_steps:
         next_eval += int(cfg.eval_every)
         result = evaluation.evaluate(
-            lambda o, k: act(state, o, k, True), env_id, num_episodes=int(cfg.eval_episodes),
-            seed=seed + 10_000 + round_index, env_kwargs=env_kwargs,
-            key=jax.random.fold_in(eval_root, round_index))
+            lambda o, k: hooks.greedy(state, o, k), env_id,
+            num_episodes=int(cfg.eval_episodes), seed=seed + 10_000 + round_index,
+            env_kwargs=env_kwargs, key=jax.random.fold_in(eval_root, round_index))
         info = {"step": env_steps, "seconds": time.perf_counter() - start,
                 "mean_return": result.mean_return, "returns": result.returns.tolist()}
         evals.append(info)
         if log is not None:
           recent = np.mean(train_returns[-10:]) if train_returns else float("nan")
-          extra = "" if warm else (f" critic_loss {float(np.mean(metrics['critic/loss'])):.3g}"
-                                   f" alpha {float(np.mean(metrics['alpha/value'])):.3g}")
+          extra = "".join(f" {name.split('/')[-1]} {float(np.mean(metrics[name])):.3g}"
+                          for name in ("critic/loss", "alpha/value")
+                          if metrics is not None and name in metrics)
           log(f"step {env_steps} t {info['seconds']:.0f}s eval {result.mean_return:.1f} "
               f"train(last10) {recent:.1f} sps {env_steps / info['seconds']:.0f}{extra}")
         if on_eval is not None:
@@ -263,7 +318,7 @@ def _new_trace(first_obs: np.ndarray) -> dict:
 
 def _finish_trace(trace: dict, end_step: int) -> Episode:
   return Episode(observations=np.stack(trace["obs"]).astype(np.float32),
-                 actions=np.stack(trace["act"]).astype(np.float32),
+                 actions=np.stack(trace["act"]),  # float32 (Box) or int64 (Discrete)
                  rewards=np.asarray(trace["rew"], np.float64),
                  terminations=np.asarray(trace["term"], bool),
                  truncations=np.asarray(trace["trunc"], bool), end_step=end_step)

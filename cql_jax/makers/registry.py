@@ -5,8 +5,9 @@ Four kinds of ids:
              policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
   made       cql_jax/<env>/<kind>-vN for env in mujoco_datasets.ENVS (hopper, halfcheetah,
              walker2d, pendulum-sac, inverteddoublependulum, reacher): the project's own data
-             from online SAC; too slow to make on demand and not downloadable, so made once
-             with ``python -m experiments.make_datasets``.
+             from online SAC; and for env in discrete_datasets.ENVS (cartpole-dqn, acrobot-dqn,
+             lunarlander-dqn) from online DQN; too slow to make on demand and not downloadable,
+             so made once with ``python -m experiments.make_datasets``.
   ogbench    OGBench single-task ids, <env>-<type>-singletask[-task<N>]-v0 (cql_jax.data.ogbench_io):
              OGBench's files, downloaded by ogbench.download_datasets when the caller allows it;
              cql_jax/<same> for the project's own, made with python -m experiments.make_ogbench.
@@ -23,6 +24,7 @@ from cql_jax.data import ogbench_io
 from cql_jax.data import paths
 from cql_jax.data.errors import DatasetError
 from cql_jax.makers import cartpole
+from cql_jax.makers import discrete_datasets
 from cql_jax.makers import mujoco_datasets
 from cql_jax.makers import pendulum
 
@@ -55,6 +57,8 @@ def makeable_ids() -> list:
   ids = [module.dataset_id(kind) for module in _GENERATED.values() for kind in module.KINDS]
   ids += [mujoco_datasets.dataset_id(env, kind) for env in mujoco_datasets.ENVS
           for kind in mujoco_datasets.KINDS]
+  ids += [discrete_datasets.dataset_id(env, kind) for env in discrete_datasets.ENVS
+          for kind in discrete_datasets.KINDS]
   return ids
 
 
@@ -176,10 +180,19 @@ def ensure_available(dataset_id: str, download: bool = False, *,
           f"  MINARI_DATASETS_PATH={root} python -m experiments.make_datasets "
           f"--env={source.env_name} --workdir=runs/datasets-{source.env_name}\n"
           f"then launch again.{close_ids_text(dataset_id)}")
+    if source.env_name in discrete_datasets.ENVS:
+      raise DatasetError(
+          f"Dataset '{dataset_id}' is not stored under {root} (MINARI_DATASETS_PATH). It is one "
+          "of the project's own discrete datasets (local namespace cql_jax/), which cannot be "
+          "downloaded: make it (online DQN, minutes on a 2-core CPU) with\n"
+          f"  MINARI_DATASETS_PATH={root} python -m experiments.make_datasets "
+          f"--env={source.env_name} --workdir=runs/datasets-{source.env_name}\n"
+          f"then launch again.{close_ids_text(dataset_id)}")
+    made = (*mujoco_datasets.ENVS, *discrete_datasets.ENVS)
     raise DatasetError(
         f"Dataset '{dataset_id}' is in the project's local namespace cql_jax/, which nothing "
         f"downloads, and no maker here produces it (the namespace holds cql_jax/pendulum, "
-        f"cql_jax/cartpole and cql_jax/<{'|'.join(mujoco_datasets.ENVS)}>).{close_ids_text(dataset_id)}")
+        f"cql_jax/cartpole and cql_jax/<{'|'.join(made)}>).{close_ids_text(dataset_id)}")
   if download:
     try:
       import minari  # pylint: disable=import-outside-toplevel

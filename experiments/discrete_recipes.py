@@ -1,0 +1,133 @@
+"""Discrete recipes against BC on the project's DQN-made datasets, one split at a time.
+
+  PYTHONPATH=$PWD python -m experiments.discrete_recipes --split=dev \\
+      --recipes=cql,cql_d3rlpy,bc --num_seeds=4 --workdir=runs/discrete-recipes
+
+Datasets: cql_jax/<env>/<kind>-v0 of cql_jax.makers.discrete_datasets (made by
+`python -m experiments.make_datasets --env=<env>`); --split picks the environments of
+discrete_datasets.SPLITS. Recipes are chosen on "dev" only; "test" is run once per candidate
+recipe and never tuned on. Each (env, kind, recipe) is one runner run in
+<workdir>/<split>/<env>/<kind>/<recipe>/ with the seeds vmapped, so `experiments.plot` draws
+its curves, and a rerun skips finished runs and resumes stopped ones (experiments.budget).
+
+Every recipe starts from cql_jax/configs/cartpole.py (the discrete default) and changes only
+what RECIPES lists; the budget (steps, evaluation, seeds) is the same for all.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Dict, Sequence
+
+import ml_collections
+import numpy as np
+
+from cql_jax.configs import cartpole
+from cql_jax.discrete import variants
+from cql_jax.makers import discrete_datasets
+from experiments import budget as budget_lib
+from experiments import compare
+
+# name -> (variant, {agent key: value}, {run key: value}) on top of the CartPole config.
+RECIPES = {
+    # The discrete default of cql_jax/configs/cartpole.py as it stands.
+    "cql": ("cql_dqn", {}, {}),
+    # d3rlpy 2.8.1 DiscreteCQLConfig's defaults on our code: lr 6.25e-5, batch 32, Adam eps
+    # 1e-8, target update every 8000 steps, Double DQN, 256-256 encoder, α = 1.
+    "cql_d3rlpy": ("cql_dqn", {"lr": 6.25e-5, "adam_eps": 1e-8, "target_update_period": 8000,
+                               "double_dqn": True, "hidden_sizes": (256, 256)},
+                   {"batch_size": 32}),
+    # The issue's "same code, d3rlpy's settings": only lr, batch and Adam eps changed.
+    "cql_slow": ("cql_dqn", {"lr": 6.25e-5, "adam_eps": 1e-8}, {"batch_size": 32}),
+    # Behaviour cloning with the default's network, lr and batch.
+    "bc": ("bc", {}, {}),
+}
+KINDS = ("medium-replay", "medium-expert", "expert")
+
+
+def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
+               ) -> ml_collections.ConfigDict:
+  variant, agent_overrides, run_overrides = RECIPES[recipe]
+  base = cartpole.get_config("medium-replay")
+  agent = variants.variant_config(variant, base.agent)
+  agent.update(agent_overrides)
+  with base.unlocked():
+    base.dataset_id = discrete_datasets.dataset_id(env, kind)
+    base.config_arg = None
+  config = budget_lib.run_config(base, agent, budget)
+  with config.unlocked():
+    config.update(run_overrides)
+  config.lock()
+  return config
+
+
+def run(split: str, envs: Sequence[str], kinds: Sequence[str], recipes: Sequence[str],
+        budget: budget_lib.Budget, workdir, log=print) -> Dict:
+  """Trains every (env, kind, recipe) not yet done; returns {(env, kind): {recipe: record}} and
+  the behaviour scores {(env, kind): score}."""
+  records, behaviour = {}, {}
+  for env in envs:
+    for kind in kinds:
+      for recipe in recipes:
+        config = run_config(env, kind, recipe, budget)
+        path = pathlib.Path(workdir) / split / env / kind / recipe
+        results = budget_lib.finished_results(path, config, budget.seeds)
+        if results is None:
+          results = budget_lib.train(config, path, budget.seeds).results
+        r = compare.record(results, config)
+        records.setdefault((env, kind), {})[recipe] = r
+        s = np.asarray(r["scores"])
+        log(f"{split} {env:16s} {kind:14s} {recipe:12s} {s.mean():6.1f} ± {s.std():5.1f}  "
+            f"({r['seconds']:.0f} s) {np.round(s, 1).tolist()}")
+      behaviour[(env, kind)] = compare.behaviour_score(config)
+  return records, behaviour
+
+
+def table(records, behaviour, recipes) -> str:
+  rows = ["| dataset | behaviour | " + " | ".join(recipes) + " |",
+          "|---|---:|" + "---:|" * len(recipes)]
+  for (env, kind), by_recipe in records.items():
+    cells = [f"{np.mean(by_recipe[r]['scores']):.1f} ± {np.std(by_recipe[r]['scores']):.1f}"
+             for r in recipes]
+    rows.append(f"| {env} {kind} | {behaviour[(env, kind)]:.1f} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  FLAGS = flags.FLAGS
+  budget = budget_lib.from_flags(FLAGS)
+  envs = list(FLAGS.envs or discrete_datasets.SPLITS[FLAGS.split])
+  wrong = [e for e in envs if e not in discrete_datasets.SPLITS[FLAGS.split]]
+  if wrong:
+    raise SystemExit(f"--envs {wrong} are not in the {FLAGS.split} split "
+                     f"{discrete_datasets.SPLITS[FLAGS.split]}.")
+  unknown = [r for r in FLAGS.recipes if r not in RECIPES]
+  if unknown:
+    raise SystemExit(f"unknown --recipes {unknown}; choose from {list(RECIPES)}.")
+  records, behaviour = run(FLAGS.split, envs, FLAGS.kinds, FLAGS.recipes, budget, FLAGS.workdir)
+  text = table(records, behaviour, FLAGS.recipes)
+  print(text)
+  out = pathlib.Path(FLAGS.workdir) / FLAGS.split / "table.md"
+  out.write_text(text + "\n")
+  (out.parent / "records.json").write_text(json.dumps(
+      {f"{e}/{k}": {r: {"scores": v["scores"], "returns": v["returns"]} for r, v in d.items()}
+       for (e, k), d in records.items()}, indent=1))
+
+
+def define_flags() -> None:
+  from absl import flags
+  flags.DEFINE_enum("split", "dev", tuple(discrete_datasets.SPLITS), "Which environments.")
+  flags.DEFINE_list("envs", None, "A subset of the split's environments (default: all).")
+  flags.DEFINE_list("kinds", list(KINDS), "Dataset kinds.")
+  flags.DEFINE_list("recipes", ["cql", "cql_d3rlpy", "bc"], f"Of {list(RECIPES)}.")
+  flags.DEFINE_string("workdir", "runs/discrete-recipes", "Root of the runs.")
+  # The CartPole config's own budget: 30k steps, batch 64 (recipes may change the batch).
+  budget_lib.define_flags(num_steps=30_000, num_seeds=4, eval_every=5_000)
+
+
+if __name__ == "__main__":
+  from absl import app
+  define_flags()
+  app.run(main)
