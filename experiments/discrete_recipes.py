@@ -39,6 +39,11 @@ RECIPES = {
                    {"batch_size": 32}),
     # The "same code, d3rlpy's settings": only lr, batch and Adam eps changed.
     "cql_slow": ("cql_dqn", {"lr": 6.25e-5, "adam_eps": 1e-8}, {"batch_size": 32}),
+    # One factor of cql_slow at a time: Adam's eps alone (batch_rl's 3.125e-4 damps every step
+    # whose gradient RMS is below it, as a small MLP's are), and a longer critic horizon alone
+    # (120 target syncs in 30k steps instead of 15).
+    "cql_eps": ("cql_dqn", {"adam_eps": 1e-8}, {}),
+    "cql_p250": ("cql_dqn", {"target_update_period": 250}, {}),
     # Behaviour cloning with the default's network, lr and batch.
     "bc": ("bc", {}, {}),
 }
