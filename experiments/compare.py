@@ -3,6 +3,8 @@
   --env=pendulum                      cql_jax/pendulum/<kind>-v0 (made on first use)
   --env=hopper|halfcheetah|walker2d   cql_jax/<env>/<kind>-v0, made by experiments/make_datasets.py
                                       with the project's online SAC
+  --env=pendulum-sac|reacher|inverteddoublependulum   the same for the control tasks
+                                      (cql_jax/configs/control.py; its DEV and TEST split)
 
 Every method is a configuration of the one CQL agent (cql_jax.continuous.variants) on
 base.short_budget_agent_config, trained through cql_jax.runner with the seeds vmapped in one
@@ -31,6 +33,7 @@ import numpy as np
 from cql_jax import runner
 from cql_jax import scores as scoring
 from cql_jax.configs import classic
+from cql_jax.configs import control
 from cql_jax.configs import locomotion
 from cql_jax.continuous import variants
 from cql_jax.makers import mujoco_datasets
@@ -53,6 +56,9 @@ def label(method: str) -> str:
 def heading(env: str) -> str:
   if env == "pendulum":
     return "## Variant comparison on Pendulum"
+  if env in control.ENVS:
+    split = "dev" if env in control.DEV else "test"
+    return f"## The continuous family, {split} split: {mujoco_datasets.ENVS[env]}"
   return f"## CQL(H), BC and offline SAC on the project's {mujoco_datasets.ENVS[env]} datasets"
 
 
@@ -64,6 +70,8 @@ def domain_config(env: str, kind: str):
   """The runner config of the dataset (before the method and budget are applied)."""
   if env == "pendulum":
     return classic.get_config(kind)
+  if env in control.ENVS:
+    return control.get_config(f"{env}-{kind}")
   return locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
 
 

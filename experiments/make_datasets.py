@@ -69,7 +69,7 @@ def run_env(env_name: str) -> dict:
   env_id = mujoco_datasets.ENVS[env_name]
   settings = mujoco_datasets.SETTINGS[env_name]._asdict()
   for name in settings:
-    if getattr(FLAGS, name) is not None:
+    if name in FLAGS and getattr(FLAGS, name) is not None:
       settings[name] = getattr(FLAGS, name)
   target_return, max_minutes = settings["target_return"], settings["max_minutes"]
   outdir = os.path.join(FLAGS.workdir, env_name)
@@ -79,6 +79,7 @@ def run_env(env_name: str) -> dict:
   config.warmup_steps = settings["warmup_steps"]
   config.steps_per_round = FLAGS.steps_per_round
   config.eval_every = settings["eval_every"]
+  config.actor_hidden_sizes = config.critic_hidden_sizes = (settings["hidden"],) * 2
   snapshots, reached = [], {}
 
   def on_eval(step, state, info):
@@ -111,13 +112,13 @@ def run_env(env_name: str) -> dict:
   with open(os.path.join(outdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   train_text = (f"Behaviour policies from one online SAC run (cql_jax.makers.online, seed {FLAGS.seed}, "
-                f"256x256 nets, UTD 1, {config.warmup_steps} random warm-up steps) of "
+                f"{settings['hidden']}x{settings['hidden']} nets, UTD 1, {config.warmup_steps} random warm-up steps) of "
                 f"{run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core CPU).")
   start = time.perf_counter()
   summary["datasets"] = mujoco_datasets.write_all(
       env_name, run, snapshots, num_transitions=settings["num_transitions"],
       ref_episodes=FLAGS.ref_episodes, seed=FLAGS.seed, train_text=train_text,
-      kinds=FLAGS.kinds, log=log)
+      kinds=FLAGS.kinds, learning_from=config.warmup_steps, log=log)
   summary["dataset_seconds"] = time.perf_counter() - start
   summary["total_seconds"] = run.seconds + summary["dataset_seconds"]
   with open(os.path.join(outdir, "summary.json"), "w") as f:

@@ -40,7 +40,6 @@ import json
 import os
 import pathlib
 import subprocess
-import sys
 import time
 from typing import Dict, List, Optional
 
@@ -180,55 +179,78 @@ def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathli
   return results
 
 
-def main(argv):
-  from absl import flags
+def run(workdir, algos, *, like: Optional[str] = None, dataset_id: Optional[str] = None,
+        dataset_path: Optional[str] = None, seeds=None, steps: Optional[int] = None,
+        eval_every: Optional[int] = None, eval_episodes: Optional[int] = None,
+        eval_seed: Optional[int] = None, hidden: Optional[str] = None,
+        overrides: Optional[Dict[str, dict]] = None, python: Optional[str] = None,
+        log=print) -> Dict[str, dict]:
+  """Trains each of `algos` (every seed not yet finished); returns {algo: results.json}.
+
+  Arguments as the flags of the same names (module docstring); None takes --like's value, or
+  the base config's without it (steps is then required).
+  """
   from cql_jax import runner
-  FLAGS = flags.FLAGS
-  del argv
-  unknown = [a for a in FLAGS.algos if a not in ALGOS]
+  unknown = [a for a in algos if a not in ALGOS]
   if unknown:
-    raise SystemExit(f"--algos: unknown {unknown}; choose from {', '.join(ALGOS)}.")
-  python = FLAGS.peer_python or str(DEFAULT_PYTHON)
+    raise ValueError(f"algos: unknown {unknown}; choose from {', '.join(ALGOS)}.")
+  python = python or str(DEFAULT_PYTHON)
   if not pathlib.Path(python).exists():
-    raise SystemExit(f"no peer interpreter at {python}: run `make peer-venv` (or pass "
+    raise ValueError(f"no peer interpreter at {python}: run `make peer-venv` (or pass "
                      "--peer_python=<python with d3rlpy 2.8.1>).")
-  overrides = {}
-  for item in FLAGS.overrides:
-    algo, _, text = item.partition(":")
-    if algo not in FLAGS.algos:
-      raise SystemExit(f"--overrides={item!r}: {algo!r} is not one of --algos.")
-    overrides[algo] = json.loads(text)
-  config, saved = data_config(FLAGS.like, FLAGS.dataset_id, FLAGS.dataset_path)
-  pick = lambda flag, key, default=None: (getattr(FLAGS, flag) if getattr(FLAGS, flag) is not None
-                                          else config.get(key, default))
-  steps = pick("steps", "num_steps") if (FLAGS.like or FLAGS.steps) else None
-  if steps is None:
-    raise SystemExit("--steps is required without --like.")
-  seeds = ([int(s) for s in FLAGS.seeds] if FLAGS.seeds else
-           (saved or {}).get("seeds") or [0])
-  peer_common = {"steps": int(steps), "eval_every": int(pick("eval_every", "eval_every")),
-                 "eval_episodes": int(pick("eval_episodes", "eval_episodes")),
-                 "eval_seed": int(pick("eval_seed", "eval_seed")),
-                 "hidden": FLAGS.hidden or hidden_of(config), "like": FLAGS.like}
-  dataset = runner.load_data(config, download=False)
-  workdir = pathlib.Path(FLAGS.workdir)
-  workdir.mkdir(parents=True, exist_ok=True)
-  data_file = workdir / "data.npz"
-  info = export(dataset, data_file)
+  overrides = overrides or {}
+  for algo in overrides:
+    if algo not in algos:
+      raise ValueError(f"overrides for {algo!r}, which is not one of the algorithms {algos}.")
+  config, saved = data_config(like, dataset_id, dataset_path)
+  pick = lambda value, key: value if value is not None else config.get(key)
+  if steps is None and not like:
+    raise ValueError("--steps is required without --like.")
+  seeds = list(seeds) if seeds else ((saved or {}).get("seeds") or [0])
+  common = {"steps": int(pick(steps, "num_steps")), "eval_every": int(pick(eval_every, "eval_every")),
+            "eval_episodes": int(pick(eval_episodes, "eval_episodes")),
+            "eval_seed": int(pick(eval_seed, "eval_seed")), "hidden": hidden or hidden_of(config),
+            "like": like}
   selected = {"dataset_id": config.get("dataset_id") or str(config.get("dataset_path")),
               "dataset_path": config.get("dataset_path"),
               "data": json.loads(config.data.to_json_best_effort())}
-  for algo in FLAGS.algos:
+  workdir = pathlib.Path(workdir)
+  workdir.mkdir(parents=True, exist_ok=True)
+  data_file = workdir / "data.npz"
+  dataset = runner.load_data(config, download=False)
+  info = export(dataset, data_file)
+  for algo in algos:
     if info["discrete"] != algo.startswith("discrete_"):
-      raise SystemExit(f"--algos={algo} does not fit {selected['dataset_id']} "
+      raise ValueError(f"algorithm {algo} does not fit {selected['dataset_id']} "
                        f"({'discrete' if info['discrete'] else 'continuous'} actions).")
-  for algo in FLAGS.algos:
-    settings = {"config": selected, "seeds": list(seeds), "data": info,
-                "peer": {**peer_common, "algo": algo, "overrides": overrides.get(algo, {})}}
-    results = run_algo(algo, settings, data_file, workdir / algo, python)
+  found = {}
+  for algo in algos:
+    settings = {"config": selected, "seeds": seeds, "data": info,
+                "peer": {**common, "algo": algo, "overrides": overrides.get(algo, {})}}
+    found[algo] = results = run_algo(algo, settings, data_file, workdir / algo, python, log)
     scores = np.asarray(results["final"]["eval/normalized_score"])
-    print(f"{selected['dataset_id']} d3rlpy {algo}: {scores.mean():.1f} ± {scores.std():.1f} "
-          f"over seeds {list(seeds)} at {peer_common['steps']} steps", flush=True)
+    log(f"{selected['dataset_id']} d3rlpy {algo}: {scores.mean():.1f} ± {scores.std():.1f} "
+        f"over seeds {seeds} at {common['steps']} steps")
+  return found
+
+
+def main(argv):
+  from absl import flags
+  FLAGS = flags.FLAGS
+  del argv
+  overrides = {}
+  for item in FLAGS.overrides:
+    algo, _, text = item.partition(":")
+    overrides[algo] = json.loads(text)
+  try:
+    run(FLAGS.workdir, list(FLAGS.algos), like=FLAGS.like, dataset_id=FLAGS.dataset_id,
+        dataset_path=FLAGS.dataset_path,
+        seeds=[int(s) for s in FLAGS.seeds] if FLAGS.seeds else None, steps=FLAGS.steps,
+        eval_every=FLAGS.eval_every, eval_episodes=FLAGS.eval_episodes,
+        eval_seed=FLAGS.eval_seed, hidden=FLAGS.hidden, overrides=overrides,
+        python=FLAGS.peer_python, log=lambda m: print(m, flush=True))
+  except ValueError as err:
+    raise SystemExit(f"error: {err}") from None
 
 
 def define_flags():

@@ -39,7 +39,11 @@ def test_datasets_follow_the_d4rl_recipe(written):
   run, snapshots, stats, loaded = written
   refs = {(d.ref_min_score, d.ref_max_score) for d in loaded.values()}
   assert len(refs) == 1                                   # one normalisation for the family.
-  medium, expert = mujoco_datasets.pick_snapshots(snapshots, loaded["random"].ref_min_score)
+  # The medium policy: the first snapshot whose sampled return reached a third of the way from
+  # the random policy (ref_min_score) to the best snapshot's sampled return.
+  best = max(snapshots, key=lambda s: s["mean_return"])
+  level = loaded["random"].ref_min_score + (best["sampled_return"] - loaded["random"].ref_min_score) / 3
+  medium_step = next(s["step"] for s in snapshots if s.get("sampled_return", -np.inf) >= level)
   for kind, d in loaded.items():
     assert d.env_id == "Hopper-v5" and not d.discrete
     assert d.obs_dim == 11 and d.action_dim == 3
@@ -56,7 +60,7 @@ def test_datasets_follow_the_d4rl_recipe(written):
   np.testing.assert_array_equal(me.transitions.obs[:loaded["medium"].size],
                                 loaded["medium"].transitions.obs)
   # medium-replay is SAC's own training episodes up to the medium snapshot's step.
-  replay = [ep for ep in run.episodes if ep.end_step <= medium["step"]]
+  replay = [ep for ep in run.episodes if ep.end_step <= medium_step]
   assert len(loaded["medium-replay"].episode_returns) == len(replay)
   np.testing.assert_allclose(loaded["medium-replay"].episode_returns,
                              [ep.episode_return for ep in replay], rtol=1e-5)

@@ -139,18 +139,27 @@ def test_sac_learns_pendulum():
   assert seconds < 180, seconds
 
 
-def test_pick_snapshots_takes_first_third_of_the_way_from_random_to_best():
+def test_pick_snapshots_takes_first_third_of_the_way_from_random_to_expert():
   from cql_jax.makers import mujoco_datasets
+  # (step, deterministic evaluation, sampled-action return)
+  rows = [(10, -11.0, -55.0), (20, -10.0, -35.0), (30, -9.0, -28.0), (40, -6.0, -8.0),
+          (50, -7.0, -9.0)]
+  snaps = [{"step": s, "mean_return": d, "sampled": r, "actor_params": None} for s, d, r in rows]
+  asked = []
+  sampled = lambda snap: asked.append(snap["step"]) or snap["sampled"]
+  medium, expert = mujoco_datasets.pick_snapshots(snaps, random_return=-42.0,
+                                                  sampled_return=sampled, learning_from=10)
+  assert expert["step"] == 40                      # the best deterministic evaluation.
+  # Level −42 + (−8 + 42)/3 = −30.67: step 10 is the warm-up's, −35 < level <= −28.
+  assert medium["step"] == 30 and medium["sampled_return"] == -28.0
+  assert asked == [40, 20, 30]                     # the expert, then up to the medium one.
+  # Positive returns: 900 < 0 + 3000/3 <= 1200.
   snaps = [{"step": s, "mean_return": r, "actor_params": None}
-           for s, r in [(10, 50.0), (20, 900.0), (30, 1200.0), (40, 3000.0), (50, 2000.0)]]
-  medium, expert = mujoco_datasets.pick_snapshots(snaps, random_return=0.0)
-  assert expert["step"] == 40
-  assert medium["step"] == 30      # 900 < 3000/3 <= 1200.
-  # Negative returns (Pendulum): the level is −1200 + (−150 + 1200)/3 = −850, not −150/3.
-  snaps = [{"step": s, "mean_return": r, "actor_params": None}
-           for s, r in [(1, -1250.0), (2, -900.0), (3, -800.0), (4, -150.0), (5, -170.0)]]
-  medium, expert = mujoco_datasets.pick_snapshots(snaps, random_return=-1200.0)
-  assert (medium["step"], expert["step"]) == (3, 4)
+           for s, r in [(10, 50.0), (20, 900.0), (30, 1200.0), (40, 3000.0)]]
+  medium, _ = mujoco_datasets.pick_snapshots(snaps, 0.0, lambda s: s["mean_return"])
+  assert medium["step"] == 30
+  with pytest.raises(ValueError, match="train longer"):   # an expert no better than random.
+    mujoco_datasets.pick_snapshots(snaps, 5000.0, lambda s: s["mean_return"])
 
 
 def test_training_episodes_keep_those_ended_by_step():

@@ -6,8 +6,8 @@ tasks (an hour of SAC each on a 2-core CPU) and for cheap control tasks that SAC
 minutes (ENVS; SETTINGS holds each one's SAC budget and dataset size):
 
   random         uniform random actions.
-  medium         the first SAC policy snapshot whose evaluation return reached a third of the
-                 way from the random policy's return to the expert's (sampled actions).
+  medium         the first SAC policy snapshot after the warm-up whose sampled actions' return
+                 reached a third of the way from the random policy's return to the expert's.
   expert         the best SAC snapshot, trained to the end of the budget (sampled actions).
   medium-replay  every training episode SAC finished up to the medium snapshot's step, warm-up
                  included: the replay buffer at that point, in collection order.
@@ -18,7 +18,7 @@ ref_min_score is the uniform random policy's mean return and ref_max_score the e
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Dict, List, NamedTuple, Sequence
+from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import jax
 import numpy as np
@@ -42,7 +42,8 @@ class Settings(NamedTuple):
   eval_every: environment steps between evaluations (= policy snapshots: fine enough to catch
   the medium point); max_minutes: wall-time cap of SAC; num_transitions: transitions of each
   rolled-out dataset (random, medium, expert; D4RL: 1M); target_return: the evaluation return
-  the log reports reaching (a learner that never gets there made no expert).
+  the log reports reaching (a learner that never gets there made no expert); hidden: width of
+  SAC's two hidden layers (actor and critics).
   """
   total_steps: int
   warmup_steps: int
@@ -50,16 +51,18 @@ class Settings(NamedTuple):
   max_minutes: float
   num_transitions: int
   target_return: float
+  hidden: int = 256
 
 
-# The control tasks' budgets were measured on one core of the 2-core CPU (RESULTS.md).
+# The control tasks' budgets were measured on one shared core of the 2-core CPU (RESULTS.md);
+# their SAC is narrower than the locomotion tasks' 256 (a quarter of the update's cost or less).
 SETTINGS = {
     "hopper": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
     "halfcheetah": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 4000.0),
     "walker2d": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
-    "pendulum-sac": Settings(20_000, 2_000, 1_000, 10.0, 50_000, -200.0),
-    "inverteddoublependulum": Settings(60_000, 5_000, 2_500, 15.0, 50_000, 9000.0),
-    "reacher": Settings(50_000, 5_000, 2_500, 15.0, 50_000, -6.0),
+    "pendulum-sac": Settings(12_000, 2_000, 1_000, 10.0, 50_000, -200.0, hidden=64),
+    "inverteddoublependulum": Settings(30_000, 5_000, 2_500, 15.0, 50_000, 9000.0, hidden=128),
+    "reacher": Settings(30_000, 5_000, 2_500, 15.0, 50_000, -7.0, hidden=128),
 }
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 VERSION = 0
@@ -122,29 +125,60 @@ def training_episodes(episodes: Sequence[online.Episode], up_to_step: int) -> li
                         truncations=list(ep.truncations)) for i, ep in enumerate(kept)]
 
 
-def pick_snapshots(snapshots: List[dict], random_return: float) -> tuple:
-  """(medium, expert) snapshot dicts {"step", "mean_return", "actor_params"}.
+def pick_snapshots(snapshots: List[dict], random_return: float,
+                   sampled_return: Optional[Callable[[dict], float]] = None,
+                   learning_from: int = 0) -> tuple:
+  """(medium, expert) snapshot dicts {"step", "mean_return", "actor_params", ...}.
 
-  expert: the best evaluation return. medium: the first whose evaluation return reached a third
-  of the way from `random_return` (the uniform random policy's mean return) to the expert's (the
-  D4RL recipe: a policy trained to about a third of the expert). Measured from the random
-  return, not from 0, because returns may be negative (Pendulum: random ≈ −1200, expert ≈ −150).
+  expert: the best evaluation (deterministic) return. medium: the first snapshot taken after
+  `learning_from` (the warm-up's end) whose `sampled_return` (the mean return of its sampled
+  actions, the way its dataset is rolled out) reached a third of the way from `random_return`
+  to the expert's sampled return, measured the same way (the D4RL recipe: a policy trained to
+  about a third of the expert). So the expert itself always qualifies once it beats random.
+
+  Measured from the random return, not from 0, because returns may be negative (Pendulum:
+  random ≈ −1290, expert ≈ −150). Sampled, not deterministic, returns, because the two can
+  disagree wildly: on Reacher the untrained actor's mean action (zero torque) scores −11, a
+  third of the way past random (−42), while its sampled actions score −55, below random. Only
+  snapshots up to the medium one are rolled out. Each one rolled out gets "sampled_return".
+
+  sampled_return=None scores every snapshot by its evaluation return "mean_return" instead (the
+  discrete makers' policies act as they are evaluated).
+
+  Raises:
+    ValueError: the expert's sampled actions do not beat the random policy, or it was taken
+      during the warm-up (the learner learned nothing; train longer or check the reward).
   """
+  if sampled_return is None:
+    sampled_return = lambda snap: snap["mean_return"]
   expert = max(snapshots, key=lambda s: s["mean_return"])
-  if expert["mean_return"] <= random_return:
-    raise ValueError(
-        f"no snapshot beat the random policy (best evaluation {expert['mean_return']:.1f} at "
-        f"step {expert['step']}, random {random_return:.1f}), so there is no medium or expert "
-        "policy to roll out: train longer (--total_steps) or check the environment's reward.")
-  level = random_return + (expert["mean_return"] - random_return) / 3.0
-  medium = next(s for s in snapshots if s["mean_return"] >= level)
-  return medium, expert
+  expert["sampled_return"] = float(sampled_return(expert))
+  if expert["sampled_return"] <= random_return or expert["step"] <= learning_from:
+    raise ValueError(f"the best SAC snapshot (step {expert['step']}, sampled return "
+                     f"{expert['sampled_return']:.1f}) does not beat the random policy "
+                     f"({random_return:.1f}) after the warm-up (step {learning_from}); no medium "
+                     "or expert policy can be made from this run: train longer (--total_steps) or "
+                     "check the environment's reward.")
+  level = random_return + (expert["sampled_return"] - random_return) / 3.0
+  for snap in snapshots:
+    if snap["step"] <= learning_from:
+      continue
+    if "sampled_return" not in snap:
+      snap["sampled_return"] = float(sampled_return(snap))
+    if snap["sampled_return"] >= level:
+      return snap, expert
+  raise AssertionError("unreachable: the expert reaches its own level")
 
 
 def write_all(env_name: str, run: online.OnlineResult, snapshots: List[dict], *,
               num_transitions: int, ref_episodes: int, seed: int, train_text: str,
-              kinds: Sequence[str] = KINDS, log=print) -> Dict[str, dict]:
-  """Rolls out the behaviour policies and writes the datasets of `kinds`; returns their stats."""
+              kinds: Sequence[str] = KINDS, learning_from: int = 0,
+              medium_episodes: int = 10, log=print) -> Dict[str, dict]:
+  """Rolls out the behaviour policies and writes the datasets of `kinds`; returns their stats.
+
+  learning_from: SAC's warm-up steps (no snapshot before learning starts can be the medium
+  policy); medium_episodes: episodes of sampled actions that score each medium candidate.
+  """
   import gymnasium as gym
   from cql_jax.scores import normalized_score
 
@@ -154,22 +188,24 @@ def write_all(env_name: str, run: online.OnlineResult, snapshots: List[dict], *,
   with generate.Timer() as ref_timer:
     random = uniform_policy(low, high)
     ref_min = generate.average_return(env_id, random, ref_episodes, seed=seed + 1_000)
-    medium, expert = pick_snapshots(snapshots, ref_min)
-    policies = {
-        "random": random,
-        "medium": agent_policy(run.agent, run.state, medium["actor_params"], deterministic=False),
-        "expert": agent_policy(run.agent, run.state, expert["actor_params"], deterministic=False),
-    }
-    ref_max = generate.average_return(env_id, policies["expert"], ref_episodes, seed=seed + 1_001)
+    sampled = lambda snap: agent_policy(run.agent, run.state, snap["actor_params"],
+                                        deterministic=False)
+    best = max(snapshots, key=lambda s: s["mean_return"])
+    ref_max = generate.average_return(env_id, sampled(best), ref_episodes, seed=seed + 1_001)
+    medium, expert = pick_snapshots(
+        snapshots, ref_min, learning_from=learning_from,
+        sampled_return=lambda snap: generate.average_return(env_id, sampled(snap),
+                                                            medium_episodes, seed=seed + 1_002))
+    policies = {"random": random, "medium": sampled(medium), "expert": sampled(expert)}
   log(f"{env_id} references: random {ref_min:.1f}, expert {ref_max:.1f} "
       f"({ref_timer.seconds:.0f}s); medium snapshot step {medium['step']} eval "
-      f"{medium['mean_return']:.1f}, expert snapshot step {expert['step']} eval "
+      f"{medium['mean_return']:.1f} (sampled {medium['sampled_return']:.1f}), expert snapshot step {expert['step']} eval "
       f"{expert['mean_return']:.1f}")
   snap_text = {
-      "medium": (f"SAC snapshot at env step {medium['step']}, the first evaluation (deterministic, "
-                 f"10 episodes) at or above a third of the way from the random policy's return "
-                 f"({ref_min:.1f}) to the best ({expert['mean_return']:.1f}): "
-                 f"{medium['mean_return']:.1f}; actions sampled from the policy."),
+      "medium": (f"SAC snapshot at env step {medium['step']}, the first after the warm-up whose "
+                 f"sampled actions scored ({medium['sampled_return']:.1f}, {medium_episodes} "
+                 f"episodes) at least a third of the way from the random policy's return "
+                 f"({ref_min:.1f}) to the expert's ({ref_max:.1f}); actions sampled from it."),
       "expert": (f"SAC snapshot with the best evaluation return ({expert['mean_return']:.1f}, "
                  f"env step {expert['step']}); actions sampled from the policy."),
   }

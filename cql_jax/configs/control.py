@@ -1,0 +1,55 @@
+"""Cheap continuous control on the project's own SAC-made datasets `cql_jax/<env>/<kind>-v0`.
+
+Variants are "<env>-<kind>", env in ENVS, kind in random, medium, expert, medium-replay,
+medium-expert, e.g. --config=cql_jax/configs/control.py:reacher-medium-replay. The data are made
+D4RL's way from one online SAC run per environment (cql_jax.makers.mujoco_datasets; make them
+with `python -m experiments.make_datasets --env=<env>`, minutes each):
+  pendulum-sac             Pendulum-v1: |O| = 3, |A| = 1, 200-step episodes that never
+                           terminate; swing-up needs a value function over the whole circle.
+  reacher                  Reacher-v5: |O| = 10, |A| = 2, 50-step episodes, no termination; a
+                           dense distance reward; the goal is part of the observation.
+  inverteddoublependulum   InvertedDoublePendulum-v5: |O| = 9, |A| = 1, up to 1000 steps,
+                           terminates when the pole falls (as Hopper and Walker2d do), so the
+                           data mixes short failed episodes with long balanced ones.
+
+Recipes are chosen on DEV only; TEST is run once per candidate recipe and never tuned on.
+  python -m experiments.train --config=cql_jax/configs/control.py:reacher-medium-expert \\
+      --workdir=runs/reacher-me --seeds=0,1,2,3
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from cql_jax.configs import base
+from cql_jax.makers import mujoco_datasets
+
+ENVS = ("pendulum-sac", "reacher", "inverteddoublependulum")
+DEV = ("pendulum-sac", "reacher")
+TEST = ("inverteddoublependulum",)
+
+
+def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
+  """The continuous default recipe for these datasets at the short budgets a CPU affords.
+
+  base.short_budget_agent_config (two layers of `hidden` units, critic lr 1e-3, actor lr 3e-4,
+  deterministic backup, fixed α = 5). Evidence: RESULTS.md, "The continuous family".
+  """
+  return base.short_budget_agent_config(hidden)
+
+
+def get_config(variant: str = "reacher-medium-expert") -> ml_collections.ConfigDict:
+  env, kind = next(((e, variant[len(e) + 1:]) for e in ENVS if variant.startswith(e + "-")),
+                   (None, None))
+  if env is None or kind not in mujoco_datasets.KINDS:
+    raise ValueError(f"unknown control variant '{variant}'; expected <env>-<kind> with env in "
+                     f"{', '.join(ENVS)} and kind in {', '.join(mujoco_datasets.KINDS)} (e.g. "
+                     "--config=cql_jax/configs/control.py:reacher-medium-replay).")
+  c = base.get_config()
+  c.dataset_id = mujoco_datasets.dataset_id(env, kind)
+  c.config_arg = f"cql_jax/configs/control.py:{variant}"
+  c.agent = control_agent_config()
+  c.num_steps = 10_000
+  c.eval_every = 1_000
+  c.checkpoint_every = 5_000
+  c.lock()
+  return c

@@ -1,0 +1,129 @@
+"""Continuous recipes against BC and d3rlpy on the project's SAC-made datasets, one split at a time.
+
+  PYTHONPATH=$PWD python -m experiments.continuous_recipes --split=dev \\
+      --recipes=cql,bc --peers=cql,bc --num_steps=5000 --num_seeds=4 \\
+      --workdir=runs/continuous-recipes
+
+Datasets: cql_jax/<env>/<kind>-v0 (cql_jax/configs/control.py; made by
+`python -m experiments.make_datasets --env=<env>`); --split picks control.DEV or control.TEST.
+Recipes are chosen on "dev" only; "test" is run once per candidate recipe and never tuned on.
+
+Each (env, kind, recipe) is one runner run in <workdir>/<split>/<env>/<kind>/<recipe>/ with the
+seeds vmapped (experiments.budget: a rerun skips finished runs and resumes stopped ones). Each
+--peers algorithm is d3rlpy 2.8.1 through experiments.peer in
+<workdir>/<split>/<env>/<kind>/d3rlpy/<algo>/, with the first recipe's run as its --like: the
+same transitions, steps, evaluation schedule, episodes, seeds and hidden sizes. The table
+(mean ± std over seeds of the final D4RL-normalised score) goes to stdout and
+<workdir>/<split>/table.md; with --write_results into RESULTS.md.
+"""
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Dict
+
+import ml_collections
+import numpy as np
+
+from cql_jax.configs import control
+from cql_jax.continuous import variants
+from experiments import budget as budget_lib
+from experiments import compare
+from experiments import results_md
+
+# name -> (variant of cql_jax.continuous.variants, {agent key: value}) on control_agent_config.
+RECIPES = {
+    # The continuous default of cql_jax/configs/control.py as it stands.
+    "cql": ("cql_h", {}),
+    # The official code's BC warm-start (policy_eval_start): the actor is trained by BC for the
+    # first fifth of the budget, while the critic learns; set from the budget below.
+    "cql_bcwarm": ("cql_h", {"bc_steps": None}),
+    # Behaviour cloning with the default's network, lr and batch.
+    "bc": ("bc", {}),
+}
+KINDS = ("medium-replay", "medium-expert", "expert")
+PEER_LABELS = {"cql": "d3rlpy CQL", "bc": "d3rlpy BC"}
+
+
+def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
+               ) -> ml_collections.ConfigDict:
+  variant, overrides = RECIPES[recipe]
+  agent = variants.variant_config(variant, control.control_agent_config(budget.hidden))
+  for key, value in overrides.items():
+    agent[key] = budget.num_steps // 5 if (key == "bc_steps" and value is None) else value
+  return budget_lib.run_config(control.get_config(f"{env}-{kind}"), agent, budget)
+
+
+def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, workdir,
+              log=print) -> Dict:
+  """Trains what is missing; returns {(env, kind): {"behaviour": x, label: [scores per seed]}}."""
+  from experiments import peer
+  envs = control.DEV if split == "dev" else control.TEST
+  root = pathlib.Path(workdir) / split
+  table = {}
+  for env in envs:
+    for kind in kinds:
+      row = {}
+      first_dir = None
+      for recipe in recipes:
+        config = run_config(env, kind, recipe, budget)
+        path = root / env / kind / recipe
+        results = budget_lib.finished_results(path, config, budget.seeds)
+        if results is None:
+          results = budget_lib.train(config, path, budget.seeds).results
+        row[recipe] = results["final"]["eval/normalized_score"]
+        first_dir = first_dir or path
+        log(f"{env} {kind} {recipe}: {np.mean(row[recipe]):.1f} ± {np.std(row[recipe]):.1f}")
+        if "behaviour" not in row:
+          row["behaviour"] = compare.behaviour_score(config)
+      if peers:
+        found = peer.run(root / env / kind / "d3rlpy", peers, like=str(first_dir), log=log)
+        for algo, results in found.items():
+          row[PEER_LABELS[algo]] = results["final"]["eval/normalized_score"]
+      table[(env, kind)] = row
+  return table
+
+
+def markdown(table: Dict, columns) -> str:
+  rows = ["| dataset | behaviour | " + " | ".join(columns) + " |",
+          "|---|---:|" + "---:|" * len(columns)]
+  for (env, kind), row in table.items():
+    cells = [f"{np.mean(row[c]):.1f} ± {np.std(row[c]):.1f}" if c in row else "—"
+             for c in columns]
+    rows.append(f"| {env} {kind} | {row['behaviour']:.1f} | " + " | ".join(cells) + " |")
+  return "\n".join(rows)
+
+
+def main(argv):
+  del argv
+  from absl import flags
+  FLAGS = flags.FLAGS
+  budget = budget_lib.from_flags(FLAGS)
+  unknown = [r for r in FLAGS.recipes if r not in RECIPES]
+  if unknown:
+    raise SystemExit(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}.")
+  table = run_split(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, budget,
+                    FLAGS.workdir)
+  columns = list(FLAGS.recipes) + [PEER_LABELS[a] for a in FLAGS.peers]
+  text = markdown(table, columns)
+  print(text)
+  out = pathlib.Path(FLAGS.workdir) / FLAGS.split / "table.md"
+  out.write_text(text + "\n")
+  (out.parent / "table.json").write_text(json.dumps(
+      {f"{e} {k}": row for (e, k), row in table.items()}, indent=1))
+
+
+def define_flags() -> None:
+  from absl import flags
+  flags.DEFINE_enum("split", "dev", ("dev", "test"), "control.DEV or control.TEST.")
+  flags.DEFINE_list("recipes", ["cql", "bc"], f"Recipes: {', '.join(RECIPES)}.")
+  flags.DEFINE_list("peers", ["cql", "bc"], "d3rlpy algorithms (cql, bc); empty: none.")
+  flags.DEFINE_list("datasets", list(KINDS), "Dataset kinds.")
+  flags.DEFINE_string("workdir", "runs/continuous-recipes", "Root of the runs.")
+  budget_lib.define_flags(num_steps=5000, num_seeds=4, eval_every=1000)
+
+
+if __name__ == "__main__":
+  from absl import app
+  define_flags()
+  app.run(main)
