@@ -60,8 +60,10 @@ SETTINGS = {
     "hopper": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
     "halfcheetah": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 4000.0),
     "walker2d": Settings(1_000_000, 10_000, 10_000, 45.0, 200_000, 2500.0),
-    "pendulum-sac": Settings(12_000, 2_000, 1_000, 10.0, 50_000, -200.0, hidden=64),
-    "inverteddoublependulum": Settings(30_000, 5_000, 2_500, 15.0, 50_000, 9000.0, hidden=128),
+    # Pendulum learns to swing up within ~1000 steps: snapshots every episode (200 steps).
+    "pendulum-sac": Settings(12_000, 2_000, 200, 10.0, 50_000, -200.0, hidden=64),
+    # Its evaluation return jumps from ~1300 to ~9360 (balanced to the time limit) in 2500 steps.
+    "inverteddoublependulum": Settings(30_000, 5_000, 500, 15.0, 50_000, 9000.0, hidden=128),
     "reacher": Settings(30_000, 5_000, 2_500, 15.0, 50_000, -7.0, hidden=128),
 }
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
