@@ -54,6 +54,8 @@ flags.DEFINE_integer("ref_episodes", 50, "Episodes per reference policy for ref 
 flags.DEFINE_float("target_return", None, "Evaluation return the log reports reaching.")
 flags.DEFINE_list("kinds", ["random", "medium", "expert", "medium-replay", "medium-expert"],
                   "Dataset kinds to write.")
+flags.DEFINE_bool("plot_only", False, "Train nothing: draw <workdir>/learners.png, each --env's "
+                  "evaluation curve from its summary.json, with the medium and expert levels.")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -197,9 +199,46 @@ def run_discrete_env(env_name: str) -> dict:
       f"{summary['total_seconds']:.0f}s")
   return summary
 
+def plot_learners(env_names, workdir) -> str:
+  """One panel per environment: the learner's evaluation return against environment steps,
+  with the datasets' reference (random, expert) and behaviour (medium) returns."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  fig, axes = plt.subplots(1, len(env_names), figsize=(4.2 * len(env_names), 3.2), squeeze=False)
+  for ax, env_name in zip(axes[0], env_names):
+    with open(os.path.join(workdir, env_name, "summary.json")) as f:
+      summary = json.load(f)
+    evals = summary["evals"]
+    ax.plot([e["step"] for e in evals], [e["mean_return"] for e in evals], lw=1.5,
+            label="evaluation (mean action)")
+    datasets = summary.get("datasets", {})
+    some = next(iter(datasets.values()), None)
+    if some is not None:
+      ax.axhline(some["ref_min_score"], color="gray", ls=":", label="random (ref min)")
+      ax.axhline(some["ref_max_score"], color="green", ls=":", label="expert, sampled (ref max)")
+    for ds_id, d in datasets.items():
+      if ds_id.endswith("/medium-v0"):
+        ax.axhline(d["mean_return"], color="orange", ls="--", label="medium data")
+    ax.axvline(summary["config"]["warmup_steps"], color="k", lw=0.6, alpha=0.5)
+    ax.set_title(f"{summary['env_id']} ({summary['train_seconds']:.0f} s SAC)", fontsize=9)
+    ax.set_xlabel("environment steps", fontsize=8)
+    ax.set_ylabel("return", fontsize=8)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=6, frameon=False)
+  fig.tight_layout()
+  out = os.path.join(workdir, "learners.png")
+  fig.savefig(out, dpi=110)
+  plt.close(fig)
+  return out
+
 
 def main(argv):
   del argv
+  if FLAGS.plot_only:
+    log(f"wrote {plot_learners(FLAGS.env, FLAGS.workdir)}")
+    return
   names = ENV_NAMES + DISCRETE_ENV_NAMES
   unknown = [e for e in FLAGS.env if e not in names]
   if unknown:
