@@ -11,7 +11,8 @@ window (it compiles), and prints:
     act per step plus the Gymnasium step of every copy), i.e. member env steps / acting seconds;
   learning: gradient updates per second of each member (the compiled round: staged insert and
     steps_per_round × utd scanned updates), i.e. member updates / learning seconds;
-  overall: member env steps per wall second of the whole loop at the run's UTD.
+  overall: member env steps per wall second of the whole loop at the run's UTD;
+  and, for runs that log it, the same per CPU second of the process (the cost on a shared core).
 """
 from __future__ import annotations
 
@@ -49,7 +50,14 @@ def measure(workdir) -> dict:
   act = sum(r["online/act_seconds"] for r in windows)
   learn = sum(r["online/learn_seconds"] for r in windows)
   updates = sum(r["online/updates_per_second"] * r["online/learn_seconds"] for r in windows)
-  return {"members": members, "env_steps_per_member": env,
+  cpu = {}
+  if all("online/act_cpu_seconds" in r for r in windows):
+    act_cpu = sum(r["online/act_cpu_seconds"] for r in windows)
+    learn_cpu = sum(r["online/learn_cpu_seconds"] for r in windows)
+    cpu = {"acting_env_steps_per_cpu_s": env * members / max(act_cpu, 1e-9),
+           "learning_updates_per_cpu_s": updates * members / max(learn_cpu, 1e-9),
+           "act_cpu_seconds": act_cpu, "learn_cpu_seconds": learn_cpu}
+  return {**cpu, "members": members, "env_steps_per_member": env,
           "acting_env_steps_per_s": env * members / max(act, 1e-9),
           "learning_updates_per_s": updates * members / max(learn, 1e-9),
           "overall_env_steps_per_s": env * members / max(act + learn, 1e-9),
@@ -76,6 +84,10 @@ def main(argv):
   print(f"learning: {result['learning_updates_per_s']:.0f} member updates/s "
         f"({result['learn_seconds']:.1f} s)")
   print(f"overall:  {result['overall_env_steps_per_s']:.0f} member env steps/s at the run's UTD")
+  if "act_cpu_seconds" in result:  # per CPU second of this process: what a shared core hides.
+    print(f"per CPU second: acting {result['acting_env_steps_per_cpu_s']:.0f} member env "
+          f"steps/s, learning {result['learning_updates_per_cpu_s']:.0f} member updates/s "
+          f"({result['act_cpu_seconds']:.1f} + {result['learn_cpu_seconds']:.1f} CPU s)")
 
 
 if __name__ == "__main__":

@@ -412,9 +412,9 @@ def run(config, workdir, setup, state, loop_keys, *, seeds: Sequence[int], label
     obs = np.asarray(obs, np.float32)
     sums: Dict[str, np.ndarray] = {}
     window_updates, window_t0, window_env = 0, time.time(), env_steps
-    act_seconds = learn_seconds = 0.0
+    act_seconds = learn_seconds = act_cpu = learn_cpu = 0.0
     while env_steps < total:
-      t0 = time.time()
+      t0, c0 = time.time(), time.process_time()
       for _ in range(k):
         if env_steps < int(o.random_steps):
           rng = np.random.default_rng([int(o.env_seed), env_steps])
@@ -433,7 +433,8 @@ def run(config, workdir, setup, state, loop_keys, *, seeds: Sequence[int], label
         obs = next_obs
         env_steps += 1
       act_seconds += time.time() - t0
-      t0 = time.time()
+      act_cpu += time.process_time() - c0
+      t0, c0 = time.time(), time.process_time()
       rows, counts = _stage(episodes, template, staging)
       learning = env_steps > int(o.random_steps) and (
           float(o.offline_fraction) > 0.0 or bool(np.all(np.asarray(buffers.size) + counts > 0)))
@@ -449,6 +450,7 @@ def run(config, workdir, setup, state, loop_keys, *, seeds: Sequence[int], label
       else:
         buffers = insert(buffers, rows, jnp.asarray(counts))
       learn_seconds += time.time() - t0
+      learn_cpu += time.process_time() - c0
 
       if env_steps % int(o.log_every) == 0 or env_steps == total:
         seconds = time.time() - window_t0
@@ -457,14 +459,16 @@ def run(config, workdir, setup, state, loop_keys, *, seeds: Sequence[int], label
                     "online/buffer_size": np.asarray(buffers.size).astype(np.float64),
                     "online/env_steps_per_second": (env_steps - window_env) / max(seconds, 1e-9),
                     "online/updates_per_second": window_updates / max(learn_seconds, 1e-9),
-                    "online/act_seconds": act_seconds, "online/learn_seconds": learn_seconds})
+                    "online/act_seconds": act_seconds, "online/learn_seconds": learn_seconds,
+                    # CPU seconds of this process: on a shared machine, the cost itself.
+                    "online/act_cpu_seconds": act_cpu, "online/learn_cpu_seconds": learn_cpu})
         if np.all(np.isfinite(last_return)):
           row["online/episode_return"] = last_return.copy()
           if None not in ref:
             row["online/episode_normalized_score"] = scores.normalized_score(last_return, *ref)
         writer.write(grad_step, "train", row)
         sums, window_updates, window_t0, window_env = {}, 0, time.time(), env_steps
-        act_seconds = learn_seconds = 0.0
+        act_seconds = learn_seconds = act_cpu = learn_cpu = 0.0
       if env_steps % int(o.checkpoint_every) == 0 or env_steps == total:
         save()
       if env_steps % int(o.eval_every) == 0 or env_steps == total:

@@ -144,7 +144,7 @@ def summarize(out: pathlib.Path) -> None:
   out.mkdir(parents=True, exist_ok=True)
   summary, lines = {}, [
       f"| dataset | method | score at env step 0 | largest drop in the first {FLAGS.dip_window} "
-      f"steps | final ({FLAGS.online_steps} steps) | env steps to reach {FLAGS.target:g} |",
+      f"steps | final (last evaluation) | env steps to reach {FLAGS.target:g} |",
       "|---|---|---|---|---|---|"]
   fig, axes = plt.subplots(1, len(FLAGS.kinds), figsize=(5.5 * len(FLAGS.kinds), 4),
                            squeeze=False)
