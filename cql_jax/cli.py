@@ -16,6 +16,7 @@ there is one, and exits with status 1; --verbose shows the traceback instead.
 """
 from __future__ import annotations
 
+import os
 import pathlib
 import re
 import shlex
@@ -104,7 +105,10 @@ def resolve_config_flags(argv: Sequence[str]) -> List[str]:
 
 
 def program(argv0: str) -> str:
-  """How the user launched us, for printed commands."""
+  """How the user launched us, for printed commands (a multi-process launcher names itself)."""
+  launcher = os.environ.get("CQL_JAX_LAUNCH_COMMAND")
+  if launcher:
+    return launcher
   name = pathlib.Path(argv0).name
   return name if name.startswith("cql-jax") else "python -m experiments.train"
 

@@ -21,7 +21,6 @@ Multi-host: call `maybe_initialize_distributed()` first thing in every process; 
 from __future__ import annotations
 
 import math
-import os
 from typing import Callable, NamedTuple, Optional
 
 import jax
@@ -40,24 +39,11 @@ def maybe_initialize_distributed(coordinator_address: Optional[str] = None,
                                  process_id: Optional[int] = None) -> bool:
   """Calls `jax.distributed.initialize` when this is a multi-process run; returns whether it did.
 
-  Multi-process is signalled by arguments, or by the environment:
-    CQL_JAX_COORDINATOR (host:port of process 0), CQL_JAX_NUM_PROCESSES, CQL_JAX_PROCESS_ID;
-    or CQL_JAX_DISTRIBUTED=1 alone, which lets JAX detect the cluster (TPU pods, SLURM,
-    Open MPI, Kubernetes JobSet) and fill in all three itself.
+  See `cql_jax.distributed.initialize` (the environment variables, CPU collectives, heartbeat).
   Must run before anything touches a device (including `jax.devices()`).
   """
-  env = os.environ
-  coordinator_address = coordinator_address or env.get("CQL_JAX_COORDINATOR")
-  if num_processes is None and "CQL_JAX_NUM_PROCESSES" in env:
-    num_processes = int(env["CQL_JAX_NUM_PROCESSES"])
-  if process_id is None and "CQL_JAX_PROCESS_ID" in env:
-    process_id = int(env["CQL_JAX_PROCESS_ID"])
-  auto = env.get("CQL_JAX_DISTRIBUTED", "0") not in ("", "0", "false", "False")
-  if coordinator_address is None and not auto:
-    return False
-  jax.distributed.initialize(coordinator_address=coordinator_address,
-                             num_processes=num_processes, process_id=process_id)
-  return True
+  from cql_jax import distributed
+  return distributed.initialize(coordinator_address, num_processes, process_id)
 
 
 class Layout(NamedTuple):
@@ -84,6 +70,15 @@ def choose_layout(spec: str, num_members: int, batch_size: int,
   """
   num_devices = jax.device_count() if num_devices is None else num_devices
   spec = str(spec).strip().lower()
+  if jax.process_count() > 1 and spec != "auto":
+    # Every process runs the same program on its own devices: a layout that leaves some
+    # process without a device (or keeps the run on one) has no multi-process meaning.
+    wanted = 1 if spec == "single" else math.prod(int(p) for p in spec.split("x") if p.isdigit())
+    if wanted != num_devices:
+      raise ValueError(
+          f"config.layout={spec!r} uses {wanted} of the {num_devices} devices of this "
+          f"{jax.process_count()}-process run; a multi-process run spans every device. Use "
+          "'auto' or an 'MxD' with M·D = the number of devices.")
   if spec == "single":
     return None
   if spec == "auto":

@@ -37,6 +37,7 @@ import numpy as np
 
 from cql_jax import agents
 from cql_jax import checkpoints
+from cql_jax import distributed
 from cql_jax import evaluation
 from cql_jax import finetune
 from cql_jax import scores
@@ -452,11 +453,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir, seeds: Sequen
   _check_schedule(config)
   workdir = pathlib.Path(workdir)
   created = _make_workdir(workdir)
-  # One process per workdir: on a multi-host launch process 0 owns the directory (and writes
-  # every file); the others train their shards and must not contend for its lock.
-  lock = workdir_lock.hold(workdir) if jax.process_index() == 0 else contextlib.nullcontext()
+  # One process per workdir: on a multi-process launch process 0 owns the directory (and writes
+  # every file); the others train their shards and must not contend for its lock. A lock refused
+  # to process 0 stops the whole group (distributed.together).
   try:
-    with lock:
+    with contextlib.ExitStack() as lock:
+      with distributed.together("start-up (locking the workdir)"):
+        if distributed.is_primary():
+          lock.enter_context(workdir_lock.hold(workdir))
       return _run(config, workdir, seeds, resume, download, progress, grid, memory_limit_bytes)
   finally:
     if created and workdir.is_dir() and not any(workdir.iterdir()):
@@ -467,15 +471,21 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
          grid, memory_limit_bytes) -> RunResult:
   # [members] A sweep's settings × seeds (or the seeds), checked with their device layout and
   # memory before config.json is written or anything compiles.
-  plan = sweep.plan(config, grid, seeds)
+  primary = distributed.is_primary()  # one process writes files; orbax coordinates its own.
+  # Every process loads its own data; an error on any stops all (distributed.together), and they
+  # must agree on what they are about to train.
+  with distributed.together("start-up"):
+    plan = sweep.plan(config, grid, seeds)
+    if primary:
+      _check_saved_run(workdir, config, seeds, resume, plan.to_json())
+    setup = prepare(plan.program_config(config), plan.num_members, download, str(workdir))
+    layout = sweep.check_program(config, plan, setup.agent, setup.data, setup.sample,
+                                 memory_limit_bytes)
+    finetune.check(config, setup.dataset, layout)
+  distributed.check_agreement({"config": _config_json(config), "seeds": seeds,
+                               "sweep": plan.to_json(), "resume": resume,
+                               "data": distributed.fingerprint(setup.data)})
   members, k = plan.members, config.steps_per_chunk
-  primary = jax.process_index() == 0  # one process writes files; orbax coordinates its own.
-  if primary:
-    _check_saved_run(workdir, config, seeds, resume, plan.to_json())
-  setup = prepare(plan.program_config(config), plan.num_members, download, str(workdir))
-  layout = sweep.check_program(config, plan, setup.agent, setup.data, setup.sample,
-                               memory_limit_bytes)
-  finetune.check(config, setup.dataset, layout)
   if primary:
     writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config),
                                                       "seeds": seeds, "sweep": plan.to_json()})
@@ -505,12 +515,14 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
             if primary else writers.MultiWriter([]))
   history = [{"step": r["step"], **{n: v for n, v in r.items()
                                     if n.startswith(("eval/", "online/"))}}
-             for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"]
+             for r in writers.read_jsonl(workdir / writers.METRICS_FILE) if r["kind"] == "eval"
+             ] if primary else None
+  history = distributed.allgather_json(history)[0]  # what process 0 read, on every process.
   eval_due = lambda step: step % config.eval_every == 0 or step == config.num_steps
   ckpt_due = lambda step: step % config.checkpoint_every == 0 or step == config.num_steps
 
   from tqdm import tqdm  # local: only the runner draws a bar.
-  bar = tqdm(total=config.num_steps, initial=start_chunk * k, unit="step", disable=not progress,
+  bar = tqdm(total=config.num_steps, initial=start_chunk * k, unit="step", disable=not (progress and primary),
              desc=setup.name, dynamic_ncols=True)
 
   def run_evaluation(step):
@@ -578,7 +590,8 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
       "dataset_score": setup.data_score or {},
       "evals": history, "wall_seconds_this_session": time.time() - started, "q_bound": bound,
-      **_summary_from_log(writers.read_jsonl(workdir / writers.METRICS_FILE), k, q_factor),
+      **_summary_from_log(writers.read_jsonl(workdir / writers.METRICS_FILE) if primary else [],
+                          k, q_factor),
   }
   if plan.grid is not None:
     results["members"] = [{"name": m.name, "seed": m.seed, "setting": dict(m.setting)}

@@ -113,5 +113,6 @@ def make_statistics(agent: Agent, transitions: Transition, initial_obs: np.ndarr
     # A fresh key from the same seed at every call: every evaluation, member and sweep draws the
     # same samples.
     out = compiled(states, *args, jax.random.key(seed))
-    return {n: np.asarray(v) for n, v in jax.device_get(out).items()}
+    from cql_jax import parallel  # to_host: members sharded over several processes, gathered.
+    return {n: np.asarray(v) for n, v in parallel.to_host(out).items()}
   return statistics

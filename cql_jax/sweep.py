@@ -590,15 +590,20 @@ def make_member_evaluator(agent: Agent, dataset: OfflineDataset, num_members: in
   """
   if dataset.env_id is None and make_env is None:
     raise ValueError(f"{dataset.dataset_id} records no environment to evaluate in.")
-  from cql_jax import parallel
+  from cql_jax import distributed
   act = jax.jit(jax.vmap(functools.partial(agent.act, deterministic=deterministic),
                          in_axes=(0, 0, None)))
-  total = num_members * num_episodes
   success = evaluation.success_rate_metric(dataset)
 
   def run(states, seed: int) -> Dict[str, np.ndarray]:
-    if jax.process_count() > 1:  # act runs on this process's devices, on a whole copy.
-      states = jax.tree.map(jnp.asarray, parallel.to_host(states))
+    # Several processes: each evaluates the members it holds, on its own devices, and the
+    # scores are gathered (every member once, distributed.evaluate_owned).
+    return distributed.evaluate_owned(states, num_members,
+                                      lambda s, n: run_members(s, n, seed))
+
+  def run_members(states, num_members: int, seed: int) -> Dict[str, np.ndarray]:
+    total = num_members * num_episodes
+    states = jax.tree.map(jnp.asarray, states)
 
     def policy(obs, key):
       obs = obs.reshape(num_members, num_episodes, *obs.shape[1:])

@@ -16,7 +16,7 @@ LAYERS = {
     "data": 1, "tabular": 1, "hyperparams": 1,
     "continuous": 2, "discrete": 2,
     "agents": 3, "train": 3, "parallel": 3, "rollout": 3, "evaluation": 3, "envs": 3,
-    "checkpoints": 3, "writers": 3, "workdir_lock": 3, "statistics": 3,
+    "checkpoints": 3, "writers": 3, "workdir_lock": 3, "statistics": 3, "distributed": 3,
     "makers": 4,
     "configs": 5, "sweep": 5, "finetune": 5,
     "runner": 6, "selection": 6,

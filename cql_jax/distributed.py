@@ -1,0 +1,251 @@
+"""Several processes, one run: start-up, agreement, ownership and failure across processes.
+
+A multi-process run (TPU pod hosts, GPU nodes, or N local processes rehearsing one with
+`experiments.launch`) runs the same program in every process. JAX's coordinator (process 0)
+only introduces the processes and watches their heartbeats; arrays travel through XLA's
+collectives (gloo on CPU). Each process loads the dataset itself.
+
+What this module adds to JAX's own multi-controller model:
+  * `initialize()`: `jax.distributed.initialize` from the environment, with CPU collectives
+    switched on where the platform is the CPU, and a heartbeat short enough that a dead process
+    stops the others within a bounded time (`HEARTBEAT_SECONDS`).
+  * `together(what)`: a block that fails on every process when it fails on any, with the
+    failing process's own message, so that an error one process sees at start-up (a workdir
+    held by another run, a missing dataset, a mismatched config) stops the group instead of
+    leaving the others waiting in a collective.
+  * `check_agreement(values)`: refuses a start where processes disagree on the config, seeds,
+    sweep or data (compared through digests; the data never travel).
+  * `member_owners` / `evaluate_owned`: each member is evaluated exactly once, by the lowest
+    process that holds its parameters; the scores are gathered onto every process.
+With one process every function here is a no-op or the plain single-process computation.
+"""
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+from typing import Any, Callable, Dict, List, Optional, Sequence
+
+import jax
+import numpy as np
+
+ENV_COORDINATOR = "CQL_JAX_COORDINATOR"
+ENV_NUM_PROCESSES = "CQL_JAX_NUM_PROCESSES"
+ENV_PROCESS_ID = "CQL_JAX_PROCESS_ID"
+ENV_AUTO = "CQL_JAX_DISTRIBUTED"
+ENV_HEARTBEAT = "CQL_JAX_HEARTBEAT_SECONDS"
+# How long the coordinator waits for a silent process before it stops every process. JAX's
+# default (100 s) is for pods whose hosts may stall; a dead local process should stop the group
+# well within a minute. Heartbeats come from a thread of their own, so a long compile does not
+# miss them.
+HEARTBEAT_SECONDS = 30
+
+
+class ProcessGroupError(RuntimeError):
+  """Another process of a multi-process run failed or disagrees; the message says which and why."""
+
+
+def _platform_is_cpu() -> bool:
+  """Whether JAX will run on the CPU: JAX_PLATFORMS says so, or no accelerator plugin exists.
+
+  Decided without touching a device (which must wait for `jax.distributed.initialize`).
+  """
+  platforms = (jax.config.jax_platforms or os.environ.get("JAX_PLATFORMS") or "").strip()
+  if platforms:
+    return platforms.split(",")[0].strip() == "cpu"
+  accelerators = ("libtpu", "jax_cuda12_plugin", "jax_cuda13_plugin", "jax_rocm7_plugin")
+  return not any(importlib.util.find_spec(name) for name in accelerators)
+
+
+def initialize(coordinator_address: Optional[str] = None, num_processes: Optional[int] = None,
+               process_id: Optional[int] = None,
+               heartbeat_seconds: Optional[int] = None) -> bool:
+  """Calls `jax.distributed.initialize` when this is a multi-process run; returns whether it did.
+
+  Multi-process is signalled by arguments or by the environment:
+    CQL_JAX_COORDINATOR (host:port of process 0's coordinator), CQL_JAX_NUM_PROCESSES,
+    CQL_JAX_PROCESS_ID; or CQL_JAX_DISTRIBUTED=1 alone, which lets JAX detect the cluster
+    (Cloud TPU pods, SLURM, Open MPI, Kubernetes) and fill in all three itself.
+    CQL_JAX_HEARTBEAT_SECONDS overrides HEARTBEAT_SECONDS.
+  On the CPU, collectives between processes need an implementation: gloo is switched on (XLA's
+  CPU client has none by default). Must run before anything touches a device.
+  """
+  env = os.environ
+  coordinator_address = coordinator_address or env.get(ENV_COORDINATOR)
+  if num_processes is None and env.get(ENV_NUM_PROCESSES):
+    num_processes = int(env[ENV_NUM_PROCESSES])
+  if process_id is None and env.get(ENV_PROCESS_ID):
+    process_id = int(env[ENV_PROCESS_ID])
+  auto = env.get(ENV_AUTO, "0") not in ("", "0", "false", "False")
+  if coordinator_address is None and not auto:
+    return False
+  if heartbeat_seconds is None:
+    heartbeat_seconds = int(env.get(ENV_HEARTBEAT, HEARTBEAT_SECONDS))
+  if _platform_is_cpu():
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+  jax.distributed.initialize(coordinator_address=coordinator_address,
+                             num_processes=num_processes, process_id=process_id,
+                             heartbeat_timeout_seconds=heartbeat_seconds)
+  return True
+
+
+def is_primary() -> bool:
+  """Whether this process writes the run's files (process 0)."""
+  return jax.process_index() == 0
+
+
+# ---------------------------------------------------------------------------
+# Small host values shared between processes (through a collective, not the coordinator).
+# ---------------------------------------------------------------------------
+
+
+def allgather_json(value: Any) -> List[Any]:
+  """[value of process 0, value of process 1, ...]: a JSON-able value from every process.
+
+  Collective: every process must call it, in the same order. The encoded bytes are padded to a
+  power of two so a run compiles few gather programs.
+  """
+  if jax.process_count() == 1:
+    return [value]
+  from jax.experimental import multihost_utils
+  payload = json.dumps(value, sort_keys=True).encode()
+  lengths = multihost_utils.process_allgather(np.asarray([len(payload)], np.int32))
+  size = 1 << max(int(np.max(lengths)) - 1, 1).bit_length()
+  padded = np.zeros(size, np.uint8)
+  padded[:len(payload)] = np.frombuffer(payload, np.uint8)
+  rows = multihost_utils.process_allgather(padded)
+  return [json.loads(bytes(np.asarray(row[:int(n)], np.uint8)).decode())
+          for row, n in zip(np.asarray(rows), np.asarray(lengths).reshape(-1))]
+
+
+@contextlib.contextmanager
+def together(what: str):
+  """Runs the block on every process; if it raises on any, it raises on all.
+
+  The process that failed re-raises its own exception; the others raise ProcessGroupError
+  quoting the lowest failing process's message. The block must contain no collective (it is
+  the code *before* the processes next meet). With one process, a plain block.
+  """
+  if jax.process_count() == 1:
+    yield
+    return
+  error = None
+  try:
+    yield
+  except Exception as e:  # pylint: disable=broad-except
+    error = e
+  reports = allgather_json(None if error is None else f"{type(error).__name__}: {error}")
+  if error is not None:
+    raise error
+  failed = [(i, r) for i, r in enumerate(reports) if r is not None]
+  if failed:
+    index, message = failed[0]
+    raise ProcessGroupError(f"process {index} of {len(reports)} failed during {what}, so this "
+                            f"process stops too. Its error: {message}")
+
+
+def fingerprint(tree) -> str:
+  """A digest of a pytree of arrays (the dataset as loaded), to compare processes' data."""
+  digest = hashlib.blake2b(digest_size=16)
+  for leaf in jax.tree.leaves(tree):
+    array = np.ascontiguousarray(np.asarray(leaf))
+    digest.update(f"{array.dtype}{array.shape}".encode())
+    digest.update(array.tobytes())
+  return digest.hexdigest()
+
+
+def _flatten(value, prefix: str = "") -> Dict[str, str]:
+  if isinstance(value, dict):
+    out = {}
+    for k, v in value.items():
+      out.update(_flatten(v, f"{prefix}{k}."))
+    return out
+  return {prefix.rstrip("."): json.dumps(value, sort_keys=True)}
+
+
+def check_agreement(values: Dict[str, Any]) -> None:
+  """Raises ProcessGroupError on every process when processes disagree on `values`.
+
+  values: name -> a JSON-able value (config, seeds, sweep) or a `fingerprint` string (data).
+  Each leaf travels as a short digest; the message names the differing leaves and processes.
+  Collective.
+  """
+  if jax.process_count() == 1:
+    return
+  mine = {k: hashlib.blake2b(v.encode(), digest_size=8).hexdigest()
+          for k, v in _flatten(values).items()}
+  everyone = allgather_json(mine)
+  differences = []
+  for index, theirs in enumerate(everyone[1:], start=1):
+    keys = sorted(k for k in set(everyone[0]) | set(theirs) if everyone[0].get(k) != theirs.get(k))
+    if keys:
+      shown = ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
+      differences.append(f"process {index} differs from process 0 in {shown}")
+  if differences:
+    raise ProcessGroupError(
+        "the processes of this run were not started alike: " + "; ".join(differences) + ". "
+        "Every process must run the same command (config, overrides, seeds, sweep) on the same "
+        "dataset files; launch them with one command (python -m experiments.launch locally, or "
+        "the same --command on every host).")
+
+
+# ---------------------------------------------------------------------------
+# Members: which process evaluates which.
+# ---------------------------------------------------------------------------
+
+
+def member_owners(states, num_members: int) -> List[int]:
+  """[M] process index that evaluates each member: the lowest process holding its parameters.
+
+  states: [M, ...] leaves sharded over the member axis (replicated over the data axis), as the
+  training loop holds them.
+  """
+  leaf = jax.tree.leaves(states)[0]
+  owners = [None] * num_members
+  for device, index in leaf.sharding.devices_indices_map(leaf.shape).items():
+    for m in range(num_members)[index[0] if index else slice(None)]:
+      if owners[m] is None or device.process_index < owners[m]:
+        owners[m] = device.process_index
+  return owners
+
+
+def local_members(states, members: Sequence[int]):
+  """NumPy [len(members), ...] copies of `members`, read from this process's own shards."""
+  def one(leaf):
+    if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+      return jax.random.wrap_key_data(one(jax.random.key_data(leaf)),
+                                      impl=jax.random.key_impl(leaf))
+    rows = {}
+    for shard in leaf.addressable_shards:
+      start = shard.index[0].start or 0 if shard.index else 0
+      data = np.asarray(shard.data)
+      for offset in range(data.shape[0]):
+        rows.setdefault(start + offset, data[offset])
+    return np.stack([rows[m] for m in members])
+  return jax.tree.map(one, states)
+
+
+def evaluate_owned(states, num_members: int,
+                   evaluate: Callable[[Any, int], Dict[str, np.ndarray]]) -> Dict[str, np.ndarray]:
+  """{name: [M]} scores of every member, each evaluated once, by its owner (`member_owners`).
+
+  evaluate(states [n, ...] host copies, n) -> {name: [n]} evaluates n members on this process.
+  A process owning no member evaluates nothing. Collective.
+  """
+  if jax.process_count() == 1:
+    return evaluate(states, num_members)
+  owners = member_owners(states, num_members)
+  mine = [m for m in range(num_members) if owners[m] == jax.process_index()]
+  scores = {}
+  if mine:
+    scores = {k: np.asarray(v, np.float64).tolist()
+              for k, v in evaluate(local_members(states, mine), len(mine)).items()}
+  gathered = allgather_json({"members": mine, "scores": scores})
+  names = next(g["scores"].keys() for g in gathered if g["members"])
+  out = {name: np.zeros(num_members, np.float64) for name in names}
+  for g in gathered:
+    for name in names:
+      out[name][g["members"]] = g["scores"][name]
+  return out
