@@ -217,8 +217,11 @@ def main(argv):
     grid = sweep.Grid.from_flags(FLAGS.sweep, FLAGS.sweep_zip)
     result = runner.train_and_evaluate(config, FLAGS.workdir, seeds, FLAGS.resume,
                                        download=FLAGS.download, progress=FLAGS.progress, grid=grid)
-  except USER_ERRORS as error:
-    if FLAGS.verbose:
+  except Exception as error:  # pylint: disable=broad-except
+    from cql_jax import distributed  # a multi-process run that lost a process stops at once.
+    if distributed.is_lost_process(error) and not FLAGS.verbose:
+      distributed.exit_lost_process(error, relaunch_command(sys.argv, ["--resume"]))
+    if FLAGS.verbose or not isinstance(error, USER_ERRORS):
       raise
     fail(error, sys.argv)
   logging.info("final: %s", result.results["final_mean"])

@@ -43,8 +43,11 @@ ENV_HEARTBEAT = "CQL_JAX_HEARTBEAT_SECONDS"
 HEARTBEAT_SECONDS = 30
 
 
-class ProcessGroupError(RuntimeError):
-  """Another process of a multi-process run failed or disagrees; the message says which and why."""
+class ProcessGroupError(ValueError):
+  """Processes of one run disagree, or another one failed at start-up; the message says which.
+
+  A ValueError: like a bad flag, the launch is what must change (cql_jax.cli prints it as one
+  message)."""
 
 
 def _platform_is_cpu() -> bool:
@@ -168,12 +171,13 @@ def _flatten(value, prefix: str = "") -> Dict[str, str]:
 def check_agreement(values: Dict[str, Any]) -> None:
   """Raises ProcessGroupError on every process when processes disagree on `values`.
 
-  values: name -> a JSON-able value (config, seeds, sweep) or a `fingerprint` string (data).
-  Each leaf travels as a short digest; the message names the differing leaves and processes.
-  Collective.
+  values: name -> a JSON-able value (config, seeds, sweep), or a function returning one (e.g. a
+  `fingerprint` of the data, computed only when there are several processes). Each leaf
+  travels as a short digest; the message names the differing leaves and processes. Collective.
   """
   if jax.process_count() == 1:
     return
+  values = {k: v() if callable(v) else v for k, v in values.items()}
   mine = {k: hashlib.blake2b(v.encode(), digest_size=8).hexdigest()
           for k, v in _flatten(values).items()}
   everyone = allgather_json(mine)
@@ -246,6 +250,39 @@ def evaluate_owned(states, num_members: int,
   names = next(g["scores"].keys() for g in gathered if g["members"])
   out = {name: np.zeros(num_members, np.float64) for name in names}
   for g in gathered:
-    for name in names:
+    for name in names if g["members"] else ():
       out[name][g["members"]] = g["scores"][name]
   return out
+
+
+# ---------------------------------------------------------------------------
+# A lost process.
+# ---------------------------------------------------------------------------
+
+
+def lost_process_message(error: BaseException, relaunch: Optional[str] = None) -> str:
+  """The one message a process prints when a collective failed because another process died."""
+  first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+  text = (f"process {jax.process_index()} of {jax.process_count()} lost contact with another "
+          f"process of this run ({first[:300]}), most likely because that process died or was "
+          "killed; every process of the run stops. Checkpoints already saved are complete.")
+  if relaunch:
+    text += f" To continue from the latest one, relaunch every process:\n  {relaunch}"
+  return text
+
+
+def is_lost_process(error: BaseException) -> bool:
+  """Whether `error` is a failed collective of a multi-process run (a peer gone, not a bug here)."""
+  return jax.process_count() > 1 and isinstance(error, jax.errors.JaxRuntimeError)
+
+
+def exit_lost_process(error: BaseException, relaunch: Optional[str] = None) -> None:
+  """Prints lost_process_message and ends this process now, with status 1.
+
+  os._exit skips JAX's shutdown barrier, which would wait for the dead process until the
+  heartbeat timeout and then abort with the coordination service's log.
+  """
+  import sys
+  print(f"Error: {lost_process_message(error, relaunch)}", file=sys.stderr, flush=True)
+  sys.stdout.flush()
+  os._exit(1)

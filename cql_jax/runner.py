@@ -484,7 +484,7 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     finetune.check(config, setup.dataset, layout)
   distributed.check_agreement({"config": _config_json(config), "seeds": seeds,
                                "sweep": plan.to_json(), "resume": resume,
-                               "data": distributed.fingerprint(setup.data)})
+                               "data": lambda: distributed.fingerprint(setup.data)})
   members, k = plan.members, config.steps_per_chunk
   if primary:
     writers.atomic_write_json(workdir / CONFIG_FILE, {"config": _config_json(config),

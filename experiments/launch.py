@@ -30,19 +30,24 @@ from typing import List, Optional, Sequence
 from absl import app
 from absl import flags
 
-flags.DEFINE_integer("processes", 2, "Number of processes (hosts of the rehearsed pod).")
-flags.DEFINE_integer("devices_per_process", 1, "Simulated CPU devices per process "
-                     "(--platform=cpu); each process's share of the pod's chips.")
-flags.DEFINE_enum("platform", "cpu", ["cpu", "native"], "cpu: simulated CPU devices and gloo "
-                  "collectives; native: leave JAX's platform and devices alone (e.g. one GPU "
-                  "per process, chosen by your own CUDA_VISIBLE_DEVICES).")
-flags.DEFINE_integer("port", 0, "Coordinator port on 127.0.0.1 (0: a free one).")
-flags.DEFINE_string("module", "experiments.train", "The entry point each process runs.")
-flags.DEFINE_string("logdir", None, "Where processes 1..N-1 write their output (default: a "
-                    "new temporary directory, printed).")
-flags.DEFINE_float("grace_seconds", 10.0, "After one process ends badly, how long the others "
-                   "get to exit on SIGTERM before SIGKILL.")
 FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The flags; defined only when run as a script, so importing this module defines none."""
+  flags.DEFINE_integer("processes", 2, "Number of processes (hosts of the rehearsed pod).")
+  flags.DEFINE_integer("devices_per_process", 1, "Simulated CPU devices per process "
+                       "(--platform=cpu); each process's share of the pod's chips.")
+  flags.DEFINE_enum("platform", "cpu", ["cpu", "native"], "cpu: simulated CPU devices and gloo "
+                    "collectives; native: leave JAX's platform and devices alone (e.g. one GPU "
+                    "per process, chosen by your own CUDA_VISIBLE_DEVICES).")
+  flags.DEFINE_integer("port", 0, "Coordinator port on 127.0.0.1 (0: a free one).")
+  flags.DEFINE_string("module", "experiments.train", "The entry point each process runs.")
+  flags.DEFINE_string("logdir", None, "Where processes 1..N-1 write their output (default: a "
+                      "new temporary directory, printed).")
+  flags.DEFINE_float("grace_seconds", 10.0, "After one process ends badly, how long the others "
+                     "get to exit on SIGTERM before SIGKILL.")
+
 
 LAUNCH_COMMAND_ENV = "CQL_JAX_LAUNCH_COMMAND"
 
@@ -165,4 +170,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main)
