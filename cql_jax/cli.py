@@ -21,6 +21,7 @@ import pathlib
 import re
 import shlex
 import sys
+import traceback
 from typing import List, Optional, Sequence
 
 from absl import app
@@ -218,9 +219,17 @@ def main(argv):
     result = runner.train_and_evaluate(config, FLAGS.workdir, seeds, FLAGS.resume,
                                        download=FLAGS.download, progress=FLAGS.progress, grid=grid)
   except Exception as error:  # pylint: disable=broad-except
-    from cql_jax import distributed  # a multi-process run that lost a process stops at once.
-    if distributed.is_lost_process(error) and not FLAGS.verbose:
-      distributed.exit_lost_process(error, relaunch_command(sys.argv, ["--resume"]))
+    from cql_jax import distributed
+    if distributed.is_multi_process() and not FLAGS.verbose:
+      # One message, then out without JAX's shutdown barrier, which a dead process would hold
+      # up to the heartbeat timeout before aborting with the coordination service's log.
+      if distributed.is_lost_process(error):
+        message = distributed.lost_process_message(error, relaunch_command(sys.argv, ["--resume"]))
+      elif isinstance(error, USER_ERRORS):
+        message = f"{explain(error, sys.argv)}\n(--verbose shows the traceback)"
+      else:
+        message = traceback.format_exc()
+      distributed.exit_now(f"Error: {message}")
     if FLAGS.verbose or not isinstance(error, USER_ERRORS):
       raise
     fail(error, sys.argv)

@@ -271,18 +271,30 @@ def lost_process_message(error: BaseException, relaunch: Optional[str] = None) -
   return text
 
 
+def is_multi_process() -> bool:
+  return jax.process_count() > 1
+
+
+# What a failed collective or coordination call says when a peer is gone (gloo's socket errors,
+# the coordination service's heartbeat and barrier errors, as orbax re-raises them).
+_LOST_SIGNS = ("Gloo", "Connection reset", "Connection closed", "heartbeat", "UNAVAILABLE",
+               "DEADLINE_EXCEEDED", "Barrier", "barrier")
+
+
 def is_lost_process(error: BaseException) -> bool:
   """Whether `error` is a failed collective of a multi-process run (a peer gone, not a bug here)."""
-  return jax.process_count() > 1 and isinstance(error, jax.errors.JaxRuntimeError)
+  if not is_multi_process():
+    return False
+  return isinstance(error, jax.errors.JaxRuntimeError) or any(s in str(error) for s in _LOST_SIGNS)
 
 
-def exit_lost_process(error: BaseException, relaunch: Optional[str] = None) -> None:
-  """Prints lost_process_message and ends this process now, with status 1.
+def exit_now(message: str) -> None:
+  """Prints `message` and ends this process at once with status 1.
 
-  os._exit skips JAX's shutdown barrier, which would wait for the dead process until the
+  os._exit skips JAX's shutdown barrier, which would wait for a dead process until the
   heartbeat timeout and then abort with the coordination service's log.
   """
   import sys
-  print(f"Error: {lost_process_message(error, relaunch)}", file=sys.stderr, flush=True)
+  print(message, file=sys.stderr, flush=True)
   sys.stdout.flush()
   os._exit(1)

@@ -44,11 +44,14 @@ def _free_port():
 
 
 @pytest.fixture(scope="module")
-def env(pendulum_minari_root, tmp_path_factory):
-  cache = tmp_path_factory.mktemp("jax_cache")
+def env(pendulum_minari_root):
+  cache = ROOT / ".jax_cache"  # the suite's persistent compilation cache (tests/conftest.py).
   return {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(pendulum_minari_root),
           "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+          # A program spanning processes is compiled by one of them and shared through the
+          # coordinator (the processes would compile the same thing on the same 2 cores).
+          "JAX_SHARE_BINARY_BETWEEN_HOSTS": "true",
           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {SLOW_CPU_COLLECTIVES}"}
 
 
@@ -161,6 +164,15 @@ def test_sweep_over_two_processes_matches_one_process_member_by_member(reference
       [m["name"] for m in results["members"]] + ["mean"])
   assert "sweep, final scores per setting" in proc.stdout
   assert not (workdir / ".lock").exists()
+
+
+def test_two_process_run_resumes_in_one_process(env, reference, two_by_two, tmp_path):
+  """Orbax reads the 2-process checkpoint back onto another process count (1 × 4 devices)."""
+  workdir = tmp_path / "run"
+  shutil.copytree(two_by_two[0], workdir)
+  shutil.rmtree(workdir / "checkpoints" / "40")  # as if stopped right after step 20's save.
+  _ok(_train(env, [*TINY, *FORTY, *SWEEP, f"--workdir={workdir}", "--resume"], devices=4))
+  _compare(workdir, reference, slice(None), atol=1e-5, steps=(40,))
 
 
 def test_data_parallel_over_two_processes_matches_one_device(env, reference, tmp_path):
