@@ -62,6 +62,19 @@ def allreduce_bytes(hlo: str) -> dict:
   return {"per_step": per_step, "other": other}
 
 
+def gradient_bytes(hidden) -> int:
+  """Bytes of what one update differentiates (actor, critics, log α): from shapes, no compile."""
+  import jax
+  from benchmarks import sweep as sweep_bench
+  from cql_jax.continuous import agent as cql
+  config = sweep_bench.sweep_config(hidden, 1)
+  agent = cql.make_cql_agent(config.agent, sweep_bench.OBS_DIM, -np.ones(sweep_bench.ACTION_DIM),
+                             np.ones(sweep_bench.ACTION_DIM))
+  state = jax.eval_shape(agent.init, jax.random.key(0))
+  trained = (state.actor_params, state.critic_params, state.log_alpha, state.log_alpha_prime)
+  return sum(int(np.prod(x.shape)) * x.dtype.itemsize for x in jax.tree.leaves(trained))
+
+
 def measure(config, grid, data, chunks: int) -> dict:
   """Times the runner's program of `grid` (None: one member) and reads its all-reduces."""
   import jax
@@ -78,6 +91,8 @@ def measure(config, grid, data, chunks: int) -> dict:
   compiled = program.chunk.lower(state, program.data, program.chunk_keys(program.loop_keys, 0)
                                  ).compile()
   compile_s = time.perf_counter() - t0
+  from cql_jax import distributed
+  distributed.meet("timing")  # every process compiled: the first collectives start together.
   times = []
   for i in range(chunks + 1):
     keys = program.chunk_keys(program.loop_keys, i)
@@ -146,6 +161,9 @@ def main():
             f"{r['member_steps_per_s']:>15.1f} {1e3 * r['chunk_s'] / r['steps']:>8.2f} "
             f"{r['allreduce']['per_step']:>18,} {r['compile_s']:>9.1f}", flush=True)
     os.remove(out)
+  from benchmarks import sweep as sweep_bench
+  for name, hidden in sweep_bench.SIZES.items():
+    print(f"gradient bytes per update, {name} {hidden}: {gradient_bytes(hidden):,}", flush=True)
   if args.json:
     with open(args.json, "w") as f:
       json.dump(rows, f, indent=1)

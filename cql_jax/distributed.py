@@ -2,8 +2,9 @@
 
 A multi-process run (TPU pod hosts, GPU nodes, or N local processes rehearsing one with
 `experiments.launch`) runs the same program in every process. JAX's coordinator (process 0)
-only introduces the processes and watches their heartbeats; arrays travel through XLA's
-collectives (gloo on CPU). Each process loads the dataset itself.
+introduces the processes, watches their heartbeats and carries a few small host values (the
+digests, scores and messages below); arrays travel through XLA's collectives (gloo on CPU).
+Each process loads the dataset itself.
 
 What this module adds to JAX's own multi-controller model:
   * `initialize()`: `jax.distributed.initialize` from the environment, with CPU collectives
@@ -104,23 +105,59 @@ def is_primary() -> bool:
 # ---------------------------------------------------------------------------
 
 
-def allgather_json(value: Any) -> List[Any]:
-  """[value of process 0, value of process 1, ...]: a JSON-able value from every process.
+# How long a process waits for the others at a meeting point of the host (allgather_json): a
+# loaded machine may start one process minutes after another; a dead one is caught by the
+# heartbeat long before this.
+MEET_TIMEOUT_SECONDS = 30 * 60
+_rounds = [0]
 
-  Collective: every process must call it, in the same order. The encoded bytes are padded to a
-  power of two so a run compiles few gather programs.
+
+def allgather_json(value: Any) -> List[Any]:
+  """[value of process 0, value of process 1, ...]: a small JSON-able value from every process.
+
+  Every process must call it, in the same order. The values go through the coordinator's
+  key-value store (JAX's distributed client, as orbax's barriers do), not through XLA's
+  collectives: gloo gives a peer 30 s to join a new collective, too little for processes that a
+  loaded machine starts, loads data or compiles far apart.
   """
   if jax.process_count() == 1:
     return [value]
-  from jax.experimental import multihost_utils
-  payload = json.dumps(value, sort_keys=True).encode()
-  lengths = multihost_utils.process_allgather(np.asarray([len(payload)], np.int32))
-  size = 1 << max(int(np.max(lengths)) - 1, 1).bit_length()
-  padded = np.zeros(size, np.uint8)
-  padded[:len(payload)] = np.frombuffer(payload, np.uint8)
-  rows = multihost_utils.process_allgather(padded)
-  return [json.loads(bytes(np.asarray(row[:int(n)], np.uint8)).decode())
-          for row, n in zip(np.asarray(rows), np.asarray(lengths).reshape(-1))]
+  from jax._src import distributed as jax_distributed  # the client orbax uses too.
+  client = jax_distributed.global_state.client
+  _rounds[0] += 1
+  prefix = f"cql_jax/allgather/{_rounds[0]}/"
+  client.key_value_set(prefix + str(jax.process_index()), json.dumps(value, sort_keys=True))
+  return [json.loads(client.blocking_key_value_get(prefix + str(i), MEET_TIMEOUT_SECONDS * 1000))
+          for i in range(jax.process_count())]
+
+
+def meet(name: str) -> None:
+  """Waits until every process has reached the point called `name` (a coordinator barrier).
+
+  Called before the first collectives of a phase: gloo gives a process 30 s to join a new
+  group of devices, and processes that compiled or loaded at different speeds (one reads a
+  program from the cache, another compiles it) can arrive further apart than that.
+  """
+  if jax.process_count() == 1:
+    return
+  from jax._src import distributed as jax_distributed  # the client orbax uses too.
+  _rounds[0] += 1
+  jax_distributed.global_state.client.wait_at_barrier(f"cql_jax/meet/{name}/{_rounds[0]}",
+                                                      MEET_TIMEOUT_SECONDS * 1000)
+
+
+def compile_then_meet(name: str, jitted, *args):
+  """`jitted` compiled here for `args`, returned once every process has compiled its own copy.
+
+  In a multi-process run the first call of a program is also the first meeting of the
+  processes in its collectives; one that reads the program from a cache while another compiles
+  it would wait there longer than gloo allows. With one process, `jitted` itself.
+  """
+  if jax.process_count() == 1:
+    return jitted
+  compiled = jitted.lower(*args).compile()
+  meet(name)
+  return compiled
 
 
 @contextlib.contextmanager

@@ -499,6 +499,7 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
   bound = None if setup.max_abs_reward is None else q_bound(setup.max_abs_reward, config.agent.gamma)
   q_factor = float(config.get("q_divergence_factor", 10.0))
 
+  distributed.meet("checkpoints")  # orbax's first step is a collective of every process.
   ckpt = checkpoints.Checkpointer(workdir / "checkpoints", config.keep_checkpoints)
   start_chunk = 0
   if resume and ckpt.latest_step() is not None:
@@ -543,6 +544,9 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
     if start_chunk and eval_due(start_chunk * k) and all(h["step"] != start_chunk * k
                                                           for h in history):
       run_evaluation(start_chunk * k)
+    if start_chunk < num_chunks:
+      chunk = distributed.compile_then_meet("training", chunk, state, data,
+                                            chunk_keys(loop_keys, start_chunk))
     for index in range(start_chunk, num_chunks):
       t0 = time.time()
       keys = chunk_keys(loop_keys, index)

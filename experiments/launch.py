@@ -121,12 +121,19 @@ def launch(args: Sequence[str], num_processes: int, devices_per_process: int = 1
       if p.poll() is None:
         p.send_signal(sig)
 
+  stopping = []
+
   def on_signal(signum, _frame):  # Ctrl-C or kill of the launcher stops the whole group.
     stop_all(signum)
+    stopping.append(time.time())
   old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
   status = 0
   try:
     while any(p.poll() is None for p in procs):
+      # JAX's distributed client catches SIGTERM (as a preemption notice), so a process may
+      # outlive the forwarded signal.
+      if stopping and time.time() > stopping[0] + grace_seconds:
+        stop_all(signal.SIGKILL)
       bad = [(i, p) for i, p in enumerate(procs) if p.poll() not in (None, 0)]
       if bad:
         i, p = bad[0]
@@ -134,7 +141,7 @@ def launch(args: Sequence[str], num_processes: int, devices_per_process: int = 1
               "other processes. Checkpoints already saved are kept: rerun the same launch "
               "command with --resume to continue.", file=sys.stderr, flush=True)
         status = p.returncode if p.returncode > 0 else 128 - p.returncode
-        stop_all(signal.SIGTERM)
+        stop_all(signal.SIGTERM)  # (caught by JAX as a preemption notice: SIGKILL follows.)
         deadline = time.time() + grace_seconds
         while time.time() < deadline and any(q.poll() is None for q in procs):
           time.sleep(0.1)

@@ -49,9 +49,6 @@ def env(pendulum_minari_root):
   return {**os.environ, "PYTHONPATH": str(ROOT), "MINARI_DATASETS_PATH": str(pendulum_minari_root),
           "JAX_PLATFORMS": "cpu", "JAX_COMPILATION_CACHE_DIR": str(cache),
           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          # A program spanning processes is compiled by one of them and shared through the
-          # coordinator (the processes would compile the same thing on the same 2 cores).
-          "JAX_SHARE_BINARY_BETWEEN_HOSTS": "true",
           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} {SLOW_CPU_COLLECTIVES}"}
 
 
