@@ -223,13 +223,14 @@ def main(argv):
     if distributed.is_multi_process() and not FLAGS.verbose:
       # One message, then out without JAX's shutdown barrier, which a dead process would hold
       # up to the heartbeat timeout before aborting with the coordination service's log.
-      if distributed.is_lost_process(error):
+      lost = distributed.is_lost_process(error)
+      if lost:
         message = distributed.lost_process_message(error, relaunch_command(sys.argv, ["--resume"]))
       elif isinstance(error, USER_ERRORS):
         message = f"{explain(error, sys.argv)}\n(--verbose shows the traceback)"
       else:
         message = traceback.format_exc()
-      distributed.exit_now(f"Error: {message}")
+      distributed.exit_now(f"Error: {message}", wait_for_others=not lost)
     if FLAGS.verbose or not isinstance(error, USER_ERRORS):
       raise
     fail(error, sys.argv)

@@ -131,7 +131,7 @@ def allgather_json(value: Any) -> List[Any]:
           for i in range(jax.process_count())]
 
 
-def meet(name: str) -> None:
+def meet(name: str, timeout_seconds: int = MEET_TIMEOUT_SECONDS) -> None:
   """Waits until every process has reached the point called `name` (a coordinator barrier).
 
   Called before the first collectives of a phase: gloo gives a process 30 s to join a new
@@ -143,7 +143,7 @@ def meet(name: str) -> None:
   from jax._src import distributed as jax_distributed  # the client orbax uses too.
   _rounds[0] += 1
   jax_distributed.global_state.client.wait_at_barrier(f"cql_jax/meet/{name}/{_rounds[0]}",
-                                                      MEET_TIMEOUT_SECONDS * 1000)
+                                                      int(timeout_seconds * 1000))
 
 
 def compile_then_meet(name: str, jitted, *args):
@@ -325,13 +325,21 @@ def is_lost_process(error: BaseException) -> bool:
   return isinstance(error, jax.errors.JaxRuntimeError) or any(s in str(error) for s in _LOST_SIGNS)
 
 
-def exit_now(message: str) -> None:
-  """Prints `message` and ends this process at once with status 1.
+def exit_now(message: str, wait_for_others: bool = False) -> None:
+  """Prints `message` and ends this process with status 1.
 
   os._exit skips JAX's shutdown barrier, which would wait for a dead process until the
-  heartbeat timeout and then abort with the coordination service's log.
+  heartbeat timeout and then abort with the coordination service's log. wait_for_others (an
+  error every process raised, e.g. at start-up): first wait up to a minute for the others to
+  reach this point, so process 0, which hosts the coordinator, does not leave while the others
+  still read from it.
   """
   import sys
   print(message, file=sys.stderr, flush=True)
   sys.stdout.flush()
+  if wait_for_others:
+    try:
+      meet("exit", timeout_seconds=60)
+    except Exception:  # pylint: disable=broad-except
+      pass  # a process that is gone: leave anyway.
   os._exit(1)
