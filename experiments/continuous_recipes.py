@@ -18,6 +18,7 @@ same transitions, steps, evaluation schedule, episodes, seeds and hidden sizes. 
 """
 from __future__ import annotations
 
+import functools
 import json
 import pathlib
 from typing import Dict
@@ -84,13 +85,39 @@ def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, work
   return table
 
 
+def collect(split: str, recipes, peers, kinds, workdir) -> Dict:
+  """run_split's table from the runs that have finished, training nothing (missing: absent)."""
+  envs = control.DEV if split == "dev" else control.TEST
+  root = pathlib.Path(workdir) / split
+  table = {}
+  for env in envs:
+    for kind in kinds:
+      row = {}
+      for recipe in recipes:
+        path = root / env / kind / recipe / "results.json"
+        if path.exists():
+          row[recipe] = json.loads(path.read_text())["final"]["eval/normalized_score"]
+          if "behaviour" not in row:
+            config = ml_collections.ConfigDict(json.loads(
+                (path.parent / "config.json").read_text())["config"])
+            row["behaviour"] = compare.behaviour_score(config)
+      for algo in peers:
+        path = root / env / kind / "d3rlpy" / algo / "results.json"
+        if path.exists():
+          row[PEER_LABELS[algo]] = json.loads(path.read_text())["final"]["eval/normalized_score"]
+      if row:
+        table[(env, kind)] = row
+  return table
+
+
 def markdown(table: Dict, columns) -> str:
   rows = ["| dataset | behaviour | " + " | ".join(columns) + " |",
           "|---|---:|" + "---:|" * len(columns)]
   for (env, kind), row in table.items():
     cells = [f"{np.mean(row[c]):.1f} ± {np.std(row[c]):.1f}" if c in row else "—"
              for c in columns]
-    rows.append(f"| {env} {kind} | {row['behaviour']:.1f} | " + " | ".join(cells) + " |")
+    behaviour = f"{row['behaviour']:.1f}" if "behaviour" in row else "—"
+    rows.append(f"| {env} {kind} | {behaviour} | " + " | ".join(cells) + " |")
   return "\n".join(rows)
 
 
@@ -102,8 +129,8 @@ def main(argv):
   unknown = [r for r in FLAGS.recipes if r not in RECIPES]
   if unknown:
     raise SystemExit(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}.")
-  table = run_split(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, budget,
-                    FLAGS.workdir)
+  run = collect if FLAGS.collect_only else functools.partial(run_split, budget=budget)
+  table = run(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, workdir=FLAGS.workdir)
   columns = list(FLAGS.recipes) + [PEER_LABELS[a] for a in FLAGS.peers]
   text = markdown(table, columns)
   print(text)
@@ -120,6 +147,7 @@ def define_flags() -> None:
   flags.DEFINE_list("peers", ["cql", "bc"], "d3rlpy algorithms (cql, bc); empty: none.")
   flags.DEFINE_list("datasets", list(KINDS), "Dataset kinds.")
   flags.DEFINE_string("workdir", "runs/continuous-recipes", "Root of the runs.")
+  flags.DEFINE_bool("collect_only", False, "Train nothing: the table of the finished runs.")
   budget_lib.define_flags(num_steps=5000, num_seeds=4, eval_every=1000)
 
 
