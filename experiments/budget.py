@@ -16,8 +16,6 @@ from typing import Optional, Tuple
 
 import ml_collections
 
-from cql_jax import runner
-
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
@@ -95,6 +93,7 @@ def run_config(domain_config: ml_collections.ConfigDict, agent: ml_collections.C
 
 def finished_results(workdir, config: ml_collections.ConfigDict, seeds) -> Optional[dict]:
   """results.json of a finished run of exactly this config and these seeds in `workdir`, or None."""
+  from cql_jax import runner  # local: a script's --help stays free of JAX.
   workdir = pathlib.Path(workdir)
   try:
     saved = json.loads((workdir / runner.CONFIG_FILE).read_text())
@@ -113,4 +112,5 @@ def train(config: ml_collections.ConfigDict, workdir, seeds, progress: bool = Fa
   A finished run is not retrained (its final state is restored from the last checkpoint); one
   with more steps asked is trained on; one with other settings is refused with the differences.
   """
+  from cql_jax import runner
   return runner.train_and_evaluate(config, workdir, seeds, resume=True, progress=progress)

@@ -24,18 +24,18 @@ The RESULTS.md section's setup sentences are generated from the runs' own config
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import pathlib
 from typing import Callable, Dict, Sequence
 
 import numpy as np
 
-from cql_jax import runner
+# JAX-heavy modules (runner, configs, variants) are imported where used, so --help is quick.
 from cql_jax import scores as scoring
-from cql_jax.configs import classic
-from cql_jax.configs import control
-from cql_jax.configs import locomotion
-from cql_jax.continuous import variants
 from cql_jax.makers import mujoco_datasets
 from cql_jax.makers import pendulum
 from experiments import budget as budget_lib
@@ -54,6 +54,7 @@ def label(method: str) -> str:
 
 
 def heading(env: str) -> str:
+  from cql_jax.configs import control
   if env == "pendulum":
     return "## Variant comparison on Pendulum"
   if env in control.ENVS:
@@ -68,6 +69,7 @@ def kinds_of(env: str) -> tuple:
 
 def domain_config(env: str, kind: str):
   """The runner config of the dataset (before the method and budget are applied)."""
+  from cql_jax.configs import classic, control, locomotion
   if env == "pendulum":
     return classic.get_config(kind)
   if env in control.ENVS:
@@ -76,6 +78,7 @@ def domain_config(env: str, kind: str):
 
 
 def run_config(env: str, kind: str, method: str, budget: budget_lib.Budget):
+  from cql_jax.continuous import variants
   agent = variants.variant_config(method, budget_lib.agent_config(budget))
   return budget_lib.run_config(domain_config(env, kind), agent, budget)
 
@@ -99,6 +102,7 @@ def record(results: dict, config) -> dict:
 
 def behaviour_score(config) -> float:
   """Mean normalized return of the dataset's own episodes."""
+  from cql_jax import runner
   dataset = runner.load_data(config)
   return float(np.mean(scoring.normalized_score(dataset.episode_returns, dataset.ref_min_score,
                                                 dataset.ref_max_score)))

@@ -8,13 +8,15 @@ reuses the finished run; remove the directory to train afresh.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import tempfile
 
 import numpy as np
 
-from cql_jax import runner
 from cql_jax import scores
-from cql_jax.configs import classic
 from cql_jax.makers import pendulum
 from experiments import budget as budget_lib
 
@@ -23,6 +25,7 @@ DEFAULT_STEPS = 8_000
 
 def demo_config(kind: str, steps: int, hidden: int, eval_episodes: int):
   """classic.py's config for `kind` with the demo's budget: evaluated once, at the end."""
+  from cql_jax.configs import classic  # local: --help stays free of JAX.
   chunk = min(1000, steps)
   budget = budget_lib.Budget(num_steps=steps, steps_per_chunk=chunk, hidden=hidden,
                              eval_episodes=eval_episodes)
@@ -43,6 +46,7 @@ def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, 
       result = budget_lib.train(config, tmp, seeds, progress)
   else:
     result = budget_lib.train(config, workdir, seeds, progress)
+  from cql_jax import runner
   dataset = runner.load_data(config)
   data_score = float(np.mean(scores.normalized_score(
       dataset.episode_returns, dataset.ref_min_score, dataset.ref_max_score)))

@@ -20,24 +20,21 @@ metrics.jsonl with "eval" records), so experiments/plot.py can read the curves.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import os
 import pathlib
 import time
 
 from absl import app, flags
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cql_jax import train, writers
-from cql_jax.agents import device_data, make_agent
-from cql_jax.configs import base, cartpole as cartpole_config
-from cql_jax.continuous import networks as cnet, variants
-from cql_jax.data import minari_io
+# JAX and the JAX-heavy cql_jax modules are imported where used, so --help is quick.
+from cql_jax import writers
 from cql_jax.data import split
-from cql_jax.discrete import networks as dnet
-from cql_jax.evaluation import evaluate_agent, seed_state
 from cql_jax.makers import cartpole, mujoco_datasets, pendulum
 
 FLAGS = flags.FLAGS
@@ -133,6 +130,8 @@ def data_truncated_returns(t, gamma: float, horizons) -> np.ndarray:
 
 
 def agent_config(method: str):
+  from cql_jax.configs import base, cartpole as cartpole_config
+  from cql_jax.continuous import variants
   kind, overrides = METHODS[method]
   if kind == "discrete":
     config = cartpole_config.get_config("medium-expert").agent.copy_and_resolve_references()
@@ -144,6 +143,10 @@ def agent_config(method: str):
 
 def q_probe(config, dataset, discrete: bool):
   """(q_s0_pi, q_s0_data)(state) for one unstacked state, at the dataset's first steps."""
+  import jax
+  import jax.numpy as jnp
+  from cql_jax.continuous import networks as cnet
+  from cql_jax.discrete import networks as dnet
   t = dataset.transitions
   starts = episode_bounds(t)
   obs0 = jnp.asarray(t.obs[starts], jnp.float32)
@@ -172,6 +175,10 @@ def q_probe(config, dataset, discrete: bool):
 
 
 def run(name: str, settings: dict) -> dict:
+  from cql_jax import train
+  from cql_jax.agents import device_data, make_agent
+  from cql_jax.data import minari_io
+  from cql_jax.evaluation import evaluate_agent, seed_state
   data_name, method = name.split("/")
   family, kind, version, episodes, data_seed = DATASETS[data_name]
   discrete = family == "cartpole"

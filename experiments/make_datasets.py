@@ -25,6 +25,10 @@ online_dqn.default_config's (with ENVS' per-environment overrides), unless given
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import os
 import pickle

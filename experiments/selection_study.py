@@ -20,6 +20,11 @@ All in normalized-score points. Writes --out (JSON, one entry per study) and pri
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+import importlib
 import json
 import pathlib
 import sys
@@ -28,29 +33,29 @@ from absl import app
 from absl import flags
 from absl import logging
 import numpy as np
-from scipy import stats
 
-from cql_jax import runner
-from cql_jax import selection
-from cql_jax import sweep
+# JAX-heavy modules (runner, selection, sweep, configs) are imported where used, so --help is quick.
 from cql_jax import writers
-from cql_jax.configs import base
-from cql_jax.configs import cartpole
-from cql_jax.configs import classic
 
 FLAGS = flags.FLAGS
 
+
+def _domain_config(domain: str, variant: str):
+  """A function making cql_jax/configs/<domain>.py's config for `variant` (imported on use)."""
+  return lambda: importlib.import_module(f"cql_jax.configs.{domain}").get_config(variant)
+
+
 # name -> (config, overrides, sweep grid, seeds, FQE critic overrides).
 STUDIES = {
-    "pendulum-mr": (lambda: classic.get_config("medium-replay"),
+    "pendulum-mr": (_domain_config("classic", "medium-replay"),
                     {"num_steps": 10_000, "eval_every": 2_000, "checkpoint_every": 2_000,
                      "keep_checkpoints": 100, "eval_episodes": 10},
                     {"agent.cql.weight": (0.0, 1.0, 5.0)}, (0, 1), {"polyak": 0.02}),
-    "pendulum-expert": (lambda: classic.get_config("expert"),
+    "pendulum-expert": (_domain_config("classic", "expert"),
                         {"num_steps": 10_000, "eval_every": 2_000, "checkpoint_every": 2_000,
                          "keep_checkpoints": 100, "eval_episodes": 10},
                         {"agent.cql.weight": (1.0, 5.0, 20.0)}, (0, 1), {"polyak": 0.02}),
-    "cartpole-me": (lambda: cartpole.get_config("medium-expert"),
+    "cartpole-me": (_domain_config("cartpole", "medium-expert"),
                     {"num_steps": 25_000, "eval_every": 5_000, "checkpoint_every": 5_000,
                      "keep_checkpoints": 100, "eval_episodes": 10},
                     {"agent.cql.weight": (0.0, 0.1, 1.0)}, (0, 1), {"target_update_period": 100}),
@@ -71,6 +76,7 @@ def define_flags() -> None:
 
 def true_scores(workdir: pathlib.Path, candidates) -> np.ndarray:
   """[C] mean normalized score (over episodes) of each candidate, from the run's eval rows."""
+  from cql_jax import runner
   evals = {r["step"]: r for r in writers.read_jsonl(workdir / writers.METRICS_FILE)
            if r["kind"] == "eval"}
   names = json.loads((workdir / runner.RESULTS_FILE).read_text())
@@ -82,6 +88,7 @@ def true_scores(workdir: pathlib.Path, candidates) -> np.ndarray:
 
 def score_estimators(selected: dict, truth: np.ndarray) -> dict:
   """The study's numbers per estimator (see the module docstring)."""
+  from scipy import stats
   cands = selected["candidates"]
   members = sorted({c["member"] for c in cands}, key=[c["member"] for c in cands].index)
   steps = sorted({c["step"] for c in cands})
@@ -140,6 +147,7 @@ def plot(results: dict, path: str) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from cql_jax import selection
   names = list(results)
   estimators = list(selection.ESTIMATORS)
   fig, axes = plt.subplots(len(names), len(estimators), figsize=(3.2 * len(estimators),
@@ -182,6 +190,8 @@ def plot(results: dict, path: str) -> None:
 
 
 def run_study(name: str) -> dict:
+  from cql_jax import runner, selection, sweep
+  from cql_jax.configs import base
   make, overrides, grid, seeds, fqe = STUDIES[name]
   config = base.override(make(), overrides)
   workdir = pathlib.Path(FLAGS.workdirs) / name

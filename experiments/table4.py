@@ -16,22 +16,17 @@ A rerun reuses finished runs (their final state comes from the last checkpoint).
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import dataclasses
 import json
 import pathlib
 
-import gymnasium as gym
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from cql_jax import agents
-from cql_jax import runner
-from cql_jax.configs import classic
-from cql_jax.continuous import networks
-from cql_jax.continuous import variants
-from cql_jax.envs.pendulum import set_pendulum_state
-from cql_jax.evaluation import seed_state
+# JAX, Gymnasium and the JAX-heavy cql_jax modules are imported where used: --help is quick.
 from cql_jax.makers import pendulum
 from experiments import budget as budget_lib
 from experiments import results_md
@@ -62,6 +57,9 @@ def true_discounted_returns(act, initial_obs: np.ndarray, gamma: float, horizon:
   act(obs [K, 3], key) -> actions [K, 1] in env units. initial_obs: [K, 3]. Returns [K].
   The envs are unwrapped (no time limit) so episodes run the full `horizon`.
   """
+  import gymnasium as gym
+  import jax
+  from cql_jax.envs.pendulum import set_pendulum_state
   envs = [gym.make(pendulum.ENV_ID).unwrapped for _ in initial_obs]
   for i, (env, obs) in enumerate(zip(envs, initial_obs)):
     env.reset(seed=i)
@@ -82,6 +80,9 @@ def true_discounted_returns(act, initial_obs: np.ndarray, gamma: float, horizon:
 
 def make_predicted_value(config, action_dim: int, value_samples: int):
   """Returns v(state, obs [K, O], key) -> [K]: E_{a~π}[min_E Q(s, a)] from M samples."""
+  import jax
+  import jax.numpy as jnp
+  from cql_jax.continuous import networks
   actor = networks.TanhGaussianActor(action_dim, tuple(config.actor_hidden_sizes),
                                      config.log_std_min, config.log_std_max)
   critic = networks.CriticEnsemble(int(config.num_critics), tuple(config.critic_hidden_sizes))
@@ -96,6 +97,8 @@ def make_predicted_value(config, action_dim: int, value_samples: int):
 
 
 def run_config(kind: str, name: str, budget: budget_lib.Budget, settings: ValueSettings):
+  from cql_jax.configs import classic
+  from cql_jax.continuous import variants
   agent = budget_lib.agent_config(budget)
   agent.gamma = settings.gamma
   agent.polyak = settings.polyak
@@ -107,6 +110,10 @@ def run_config(kind: str, name: str, budget: budget_lib.Budget, settings: ValueS
 def run_one(kind: str, name: str, budget: budget_lib.Budget, settings: ValueSettings, workdir,
             key):
   """(predicted [S], true [S], seconds of training, the run's config) for one method."""
+  import jax
+  import jax.numpy as jnp
+  from cql_jax import agents, runner
+  from cql_jax.evaluation import seed_state
   config = run_config(kind, name, budget, settings)
   result = budget_lib.train(config, pathlib.Path(workdir) / kind / name, budget.seeds)
   dataset = runner.load_data(config)
@@ -130,6 +137,7 @@ def fmt(x: np.ndarray) -> str:
 
 def run(kinds, methods, budget: budget_lib.Budget, settings: ValueSettings, workdir, log=print):
   """{(method, kind): (predicted [S], true [S])} and {label: run config} of the methods."""
+  import jax
   root = jax.random.key(budget.seed + 1)
   results, configs = {}, {}
   for d, kind in enumerate(kinds):

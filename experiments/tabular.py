@@ -17,16 +17,17 @@ Writes a PNG of V^-hat - V^pi against alpha and against |D|.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import os
 import time
 
 from absl import app, flags
-import matplotlib
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import numpy as np
 
-from cql_jax import tabular as T  # noqa: E402
+from cql_jax import tabular as T
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("num_mdps", 50, "Random MDPs per setting.")
@@ -133,6 +134,9 @@ def _pointwise_and_gap():
 
 
 def _plot(path, alphas, dv_alpha, sizes, by_size):
+  import matplotlib  # local: --help and the measurements need no plotting library.
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
   fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
   ax = axes[0]
   for variant, label in ((T.EQ1, "Eq. 1"), (T.EQ2, "Eq. 2 (mu = pi)")):

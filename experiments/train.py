@@ -5,7 +5,13 @@
 
 An installed package has the same entry point as the `cql-jax-train` command.
 """
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from absl import flags
+
 from cql_jax import cli
 
 if __name__ == "__main__":
+  flags.adopt_module_key_flags(cli)  # --help lists the entry point's flags, not only --helpfull.
   cli.run()

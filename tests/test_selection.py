@@ -180,7 +180,7 @@ def test_select_refuses_clearly(tmp_path, run_dir):
     selection.select_run(tmp_path, log=lambda m: None)
   with pytest.raises(selection.SelectionError, match="unknown estimator"):
     selection.select_run(run_dir, ["fqe", "oracle"], log=lambda m: None)
-  proc = subprocess.run([sys.executable, "-m", "experiments.select", f"--workdir={tmp_path}"],
+  proc = subprocess.run([sys.executable, "-m", "experiments.select_policy", f"--workdir={tmp_path}"],
                         cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
                         capture_output=True, text=True, timeout=120)
   assert proc.returncode == 1 and "config.json is missing" in proc.stderr
@@ -205,7 +205,7 @@ def test_study_scores_choices_against_the_true_returns():
 
 def test_evaluation_critic_settings_are_checked_like_config_overrides():
   from cql_jax.continuous import agent as cql
-  from experiments import select
+  from experiments import select_policy as select
   overrides = select.fqe_overrides(["polyak=0.02", "critic_hidden_sizes=(8, 8)"])
   assert overrides == {"polyak": 0.02, "critic_hidden_sizes": (8, 8)}
   config = selection.evaluation_agent_config(cql.default_config(), penalty=False,

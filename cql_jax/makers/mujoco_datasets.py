@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable, Dict, List, NamedTuple, Optional, Sequence
 
-import jax
 import numpy as np
 
 from cql_jax.makers import generate
@@ -87,6 +86,7 @@ def agent_policy(agent, state, actor_params, *, deterministic: bool,
   (rollout_episodes passes fewer rows as its environments finish). Policy noise comes from
   the caller's NumPy generator, via a fresh JAX key per call.
   """
+  import jax  # local: the dataset names and ids above need no JAX (scripts' --help).
   state = state.replace(actor_params=jax.device_put(actor_params))
   act = jax.jit(agent.act, static_argnums=3)
 

@@ -1,6 +1,6 @@
 """Chooses a checkpoint and a sweep member of a finished run without touching the environment.
 
-  python -m experiments.select --workdir=runs/pendulum-sweep \
+  python -m experiments.select_policy --workdir=runs/pendulum-sweep \
       [--estimators=workflow,critic,fqe,conservative] [--fqe_steps=10000]
 
 Reads <workdir>/config.json, metrics.jsonl (the "offline" rows every run records) and the
@@ -11,14 +11,17 @@ Rank more checkpoints by training with --config.checkpoint_every equal to eval_e
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import sys
 
 from absl import app
 from absl import flags
 from absl import logging
 
-from cql_jax import selection
-from cql_jax import sweep
+# cql_jax.selection (JAX) is imported where used, so --help is quick.
 
 FLAGS = flags.FLAGS
 
@@ -26,7 +29,8 @@ FLAGS = flags.FLAGS
 def define_flags() -> None:
   """The flags; defined only when run as a script, so importing this module defines none."""
   flags.DEFINE_string("workdir", None, "A training run's or sweep's --workdir.")
-  flags.DEFINE_list("estimators", list(selection.ESTIMATORS), "Which estimators to run.")
+  flags.DEFINE_list("estimators", None, "Which estimators to run (default: all of them, "
+                    "workflow,critic,fqe,conservative; cql_jax.selection.ESTIMATORS).")
   flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
   flags.DEFINE_float("drop", 0.25, "Workflow: fall after the Q peak, as a share of its range, that "
                      "reads as over-fitting.")
@@ -43,6 +47,7 @@ def define_flags() -> None:
 
 def fqe_overrides(items) -> dict:
   """--fqe=KEY=VALUE items -> {KEY: VALUE as a Python literal}."""
+  from cql_jax import selection, sweep
   out = {}
   for item in items:
     key, sep, value = item.partition("=")
@@ -55,8 +60,9 @@ def fqe_overrides(items) -> dict:
 def main(argv):
   del argv
   logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
+  from cql_jax import selection
   try:
-    selection.select_run(FLAGS.workdir, FLAGS.estimators, fqe_steps=FLAGS.fqe_steps,
+    selection.select_run(FLAGS.workdir, FLAGS.estimators or selection.ESTIMATORS, fqe_steps=FLAGS.fqe_steps,
                          drop=FLAGS.drop, underfit=FLAGS.underfit, cql_weight=FLAGS.cql_weight,
                          seed=FLAGS.seed, reuse=FLAGS.reuse,
                          fqe_overrides=fqe_overrides(FLAGS.fqe))
