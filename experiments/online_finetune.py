@@ -22,6 +22,10 @@ first --dip_window environment steps) and the environment steps until the score 
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import pathlib
 
@@ -29,11 +33,8 @@ from absl import app
 from absl import flags
 import numpy as np
 
-from cql_jax import runner
+# JAX-heavy modules (runner, configs) are imported where used, so --help is quick.
 from cql_jax import writers
-from cql_jax.configs import base
-from cql_jax.configs import classic
-from cql_jax.configs import locomotion
 
 FLAGS = flags.FLAGS
 
@@ -60,6 +61,7 @@ LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
 
 
 def domain_config(env: str, kind: str):
+  from cql_jax.configs import classic, locomotion
   if env == "pendulum":
     return classic.get_config(kind)
   return locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
@@ -67,6 +69,7 @@ def domain_config(env: str, kind: str):
 
 def run_config(env: str, kind: str, method: str):
   """The runner config of one (kind, method)."""
+  from cql_jax.configs import base
   c = domain_config(env, kind)
   offline = FLAGS.offline_steps
   common = {
@@ -90,6 +93,7 @@ def run_dir(workdir, kind: str, method: str) -> pathlib.Path:
 
 
 def train_all(seeds) -> None:
+  from cql_jax import runner
   for kind in FLAGS.kinds:
     for method in FLAGS.methods:
       if method == "sac" and kind != FLAGS.kinds[0]:

@@ -36,6 +36,10 @@ ours. What is d3rlpy's: its algorithms' settings as its reproduction scripts set
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import os
 import pathlib

@@ -24,6 +24,10 @@ evaluation is appended to --out as one JSON line {"step", "return", "normalized_
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import argparse
 import json
 import os
