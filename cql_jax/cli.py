@@ -29,6 +29,7 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
+from cql_jax import logs
 from cql_jax import workdir_lock
 from cql_jax.envs import robotics
 
@@ -47,6 +48,7 @@ flags.DEFINE_multi_string("sweep", [], "Sweep axis KEY=V1,V2,... (e.g. agent.cql
 flags.DEFINE_multi_string("sweep_zip", [], "Sweep axis KEY=V1,V2,... stepped together with the "
                           "other --sweep_zip axes (equal lengths), crossed with --sweep.")
 flags.DEFINE_bool("verbose", False, "On an error, show the full traceback, not just the message.")
+flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
 flags.mark_flags_as_required(["config", "workdir"])
 
 CONFIGS_DIR = pathlib.Path(__file__).resolve().parent / "configs"
@@ -197,17 +199,10 @@ def _unknown_key_message(argv) -> Optional[str]:
   return "\n".join(base.unknown_key_message(config, key) for key in unknown) or None
 
 
-class _QuietOrbax:
-  """Drops orbax's INFO chatter (a dozen lines per save) from the absl log; warnings pass."""
-
-  def filter(self, record) -> bool:
-    return record.levelno >= 30 or "/orbax/" not in record.pathname
-
-
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.get_absl_handler().addFilter(_QuietOrbax())
+  logs.quiet(FLAGS.library_logs)  # the run's own progress and results, not JAX's INFO lines.
   from cql_jax import parallel  # local: flag parsing and --help stay fast.
   parallel.maybe_initialize_distributed()  # before anything touches a device.
   from cql_jax import runner

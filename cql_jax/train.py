@@ -36,6 +36,11 @@ def compile_chunk(agent: Agent, batch_size: int, num_steps: int, num_seeds: Opti
                   sample: Optional[Callable] = None):
   """jit(chunk) with the state donated: chunk(state, data, key) -> (state, metrics).
 
+  Donated means the call deletes the `state` passed in (XLA reuses its buffers for the new
+  state, so a chunk needs no second copy of parameters and optimiser moments): always rebind,
+  `state, metrics = chunk(state, data, key)`, and copy first what you want to keep
+  (`kept = jax.tree.map(jnp.copy, state)`); touching a passed-in state afterwards raises
+  "Array has been deleted". `fit` does the copying for you.
   With num_seeds = S the state carries a leading seed axis and `key` is [S] per-seed keys
   (see seed_keys/chunk_keys); the data is shared by all seeds, never copied per seed, and
   metrics come back [S, num_steps]. sample(data, key) -> batch defaults to uniform sampling
@@ -97,8 +102,11 @@ def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_
   data: device Transition (see cql_jax.agents.device_data). The chunk is compiled once.
   With num_seeds = S, seeds seed, seed+1, ..., seed+S-1 train together (vmapped) and the
   returned state is stacked [S, ...]. sample: as in compile_chunk.
+  state: where to start (default: agent.init from the seeds); it is copied, so the caller's
+  arrays stay valid although the chunk donates its input.
   on_chunk(step, state, metrics) is called on the host after each chunk with `step` the number
-  of updates done so far and `metrics` the per-chunk means from `summarize`.
+  of updates done so far, `state` a copy the callback may keep (the next chunk deletes the one
+  it trains on), and `metrics` the per-chunk means from `summarize`.
   """
   if num_steps % steps_per_chunk:
     raise ValueError(f"num_steps={num_steps} must be a multiple of steps_per_chunk="
@@ -109,11 +117,12 @@ def fit(agent: Agent, data: Transition, *, seed: int, num_steps: int, steps_per_
     keys_for = chunk_key
   else:
     keys_for = chunk_keys
-  if state is None:
-    state = init_states(agent, init_keys, num_seeds)
+  # A fresh state, or a copy of the caller's: the donated chunk deletes what it is given.
+  state = (init_states(agent, init_keys, num_seeds) if state is None
+           else jax.tree.map(jnp.copy, state))
   chunk = compile_chunk(agent, batch_size, steps_per_chunk, num_seeds, sample)
   for i in range(num_steps // steps_per_chunk):
     state, metrics = chunk(state, data, keys_for(loop_keys, i))
     if on_chunk is not None:
-      on_chunk((i + 1) * steps_per_chunk, state, summarize(metrics))
+      on_chunk((i + 1) * steps_per_chunk, jax.tree.map(jnp.copy, state), summarize(metrics))
   return state

@@ -16,6 +16,8 @@ from typing import Optional, Tuple
 
 import ml_collections
 
+from cql_jax import logs
+
 
 @dataclasses.dataclass(frozen=True)
 class Budget:
@@ -56,6 +58,7 @@ def define_flags(*, num_steps: int, num_seeds: int, eval_every: Optional[int]) -
   flags.DEFINE_integer("eval_episodes", 10, "Evaluation episodes per seed.")
   flags.DEFINE_bool("write_results", False, "Write the table into RESULTS.md.")
   flags.DEFINE_string("results", "RESULTS.md", "Results file.")
+  flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
 
 
 def from_flags(flag_values) -> Budget:

@@ -179,7 +179,9 @@ final policy, mean ± std over seeds; "behaviour" is the dataset's own mean scor
 def main(argv):
   del argv
   from absl import flags
+  from cql_jax import logs
   FLAGS = flags.FLAGS
+  logs.quiet(FLAGS.library_logs)
   budget = budget_lib.from_flags(FLAGS)
   kinds = list(FLAGS.datasets or kinds_of(FLAGS.env))
   methods = list(FLAGS.methods or DEFAULT_METHODS.get(FLAGS.env, ("cql_h", "bc", "sac")))

@@ -56,7 +56,9 @@ def run(kind: str, steps: int, num_seeds: int, hidden: int, eval_episodes: int, 
 def main(argv):
   del argv
   from absl import flags
+  from cql_jax import logs
   FLAGS = flags.FLAGS
+  logs.quiet(FLAGS.library_logs)
   per_seed, data_score = run(FLAGS.kind, FLAGS.steps, FLAGS.seeds, FLAGS.hidden,
                              FLAGS.eval_episodes, FLAGS.workdir or f"runs/demo-{FLAGS.kind}",
                              progress=True)
@@ -69,12 +71,14 @@ def main(argv):
 def define_flags() -> None:
   """Called only when run as a script, so importing demo (tests do) defines no flags."""
   from absl import flags
+  from cql_jax import logs
   flags.DEFINE_enum("kind", "medium-expert", list(pendulum.KINDS), "Pendulum dataset kind.")
   flags.DEFINE_integer("steps", DEFAULT_STEPS, "Gradient steps.")
   flags.DEFINE_integer("seeds", 2, "Seeds trained together (vmapped).")
   flags.DEFINE_integer("hidden", 64, "Width of the two hidden layers of actor and critics.")
   flags.DEFINE_integer("eval_episodes", 20, "Evaluation episodes per seed.")
   flags.DEFINE_string("workdir", None, "Run directory (default runs/demo-<kind>).")
+  flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from absl import flags
 import numpy as np
 
 # JAX-heavy modules (runner, configs) are imported where used, so --help is quick.
+from cql_jax import logs
 from cql_jax import writers
 
 FLAGS = flags.FLAGS
@@ -55,6 +56,7 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", "runs/finetune-pendulum", "where the runs live")
   flags.DEFINE_string("out", None, "summary directory (default: <workdir>/summary)")
   flags.DEFINE_bool("summarize_only", False, "only summarise the runs that exist")
+  flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
 
 
 LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
@@ -181,6 +183,7 @@ def summarize(out: pathlib.Path) -> None:
 
 def main(argv):
   del argv
+  logs.quiet(FLAGS.library_logs)
   seeds = [int(s) for s in FLAGS.seeds]
   if not FLAGS.summarize_only:
     train_all(seeds)

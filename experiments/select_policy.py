@@ -19,7 +19,8 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
+
+from cql_jax import logs
 
 # cql_jax.selection (JAX) is imported where used, so --help is quick.
 
@@ -42,6 +43,7 @@ def define_flags() -> None:
                     "selection.json made with the same critic settings (change thresholds only).")
   flags.DEFINE_multi_string("fqe", [], "KEY=VALUE agent-config settings of the evaluation critics "
                             "only, e.g. --fqe=polyak=0.02 or --fqe=target_update_period=100.")
+  flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
   flags.mark_flags_as_required(["workdir"])
 
 
@@ -59,7 +61,7 @@ def fqe_overrides(items) -> dict:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
+  logs.quiet(FLAGS.library_logs)  # orbax logs every restore at INFO.
   from cql_jax import selection
   try:
     selection.select_run(FLAGS.workdir, FLAGS.estimators or selection.ESTIMATORS, fqe_steps=FLAGS.fqe_steps,

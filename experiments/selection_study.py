@@ -31,10 +31,10 @@ import sys
 
 from absl import app
 from absl import flags
-from absl import logging
 import numpy as np
 
 # JAX-heavy modules (runner, selection, sweep, configs) are imported where used, so --help is quick.
+from cql_jax import logs
 from cql_jax import writers
 
 FLAGS = flags.FLAGS
@@ -67,6 +67,7 @@ def define_flags() -> None:
   flags.DEFINE_list("studies", ["pendulum-mr", "cartpole-me"], "Which studies (STUDIES) to run.")
   flags.DEFINE_string("workdirs", "runs/selection", "Parent of the sweeps' workdirs.")
   flags.DEFINE_string("out", "results/selection.json", "Where the study's numbers go.")
+  flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
   flags.DEFINE_integer("fqe_steps", 10_000, "Gradient steps of each FQE / conservative critic.")
   flags.DEFINE_bool("reuse_selection", False, "Reuse the FQE / conservative estimates of a sweep's "
                     "selection.json made with the same settings (no critics retrained).")
@@ -212,7 +213,7 @@ def run_study(name: str) -> dict:
 
 def main(argv):
   del argv
-  logging.set_verbosity(logging.WARNING)
+  logs.quiet(FLAGS.library_logs)
   unknown = [s for s in FLAGS.studies if s not in STUDIES]
   if unknown:
     print(f"error: unknown studies {unknown}; choose from {sorted(STUDIES)}", file=sys.stderr)

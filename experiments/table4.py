@@ -189,7 +189,9 @@ last columns give the seed-mean predicted / true values (rewards ≤ 0, so value
 def main(argv):
   del argv
   from absl import flags
+  from cql_jax import logs
   FLAGS = flags.FLAGS
+  logs.quiet(FLAGS.library_logs)
   budget = budget_lib.from_flags(FLAGS)
   settings = ValueSettings(FLAGS.gamma, FLAGS.polyak, FLAGS.value_samples, FLAGS.horizon)
   results, configs = run(FLAGS.datasets, FLAGS.methods, budget, settings, FLAGS.workdir)

@@ -12,7 +12,7 @@ ARCHITECTURE = ROOT.parent / "ARCHITECTURE.md"
 
 # Lower number = lower layer. A module may import its own layer or any lower one, never a higher.
 LAYERS = {
-    "types": 0, "scores": 0,
+    "types": 0, "scores": 0, "logs": 0,
     "data": 1, "tabular": 1, "hyperparams": 1,
     "continuous": 2, "discrete": 2,
     "agents": 3, "train": 3, "parallel": 3, "rollout": 3, "evaluation": 3, "envs": 3,

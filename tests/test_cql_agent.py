@@ -144,3 +144,31 @@ def test_continuous_agent_rejects_discrete_dataset():
 def test_unbounded_action_space_is_rejected():
   with pytest.raises(ValueError, match="bounded"):
     cql.make_cql_agent(tiny_config(), 3, [-np.inf], [np.inf])
+
+
+def _alive(tree) -> bool:
+  return not any(leaf.is_deleted() for leaf in jax.tree.leaves(tree) if isinstance(leaf, jax.Array))
+
+
+def test_compile_chunk_deletes_the_state_it_is_given_as_documented(lagrange_agent):
+  agent, chunk = lagrange_agent
+  state = train.init_states(agent, jax.random.key(11))
+  kept = jax.tree.map(jnp.copy, state)          # the docstring's way to keep one
+  new_state, _ = chunk(state, self_loop(1.0), jax.random.key(12))
+  assert not _alive(state) and _alive(kept) and _alive(new_state)
+  with pytest.raises(RuntimeError, match="deleted"):
+    np.asarray(jax.tree.leaves(state)[0])
+
+
+def test_fit_leaves_the_callers_states_alive():
+  """fit copies a given start state, and on_chunk's states may be kept past the next chunk."""
+  agent = cql.make_cql_agent(tiny_config(), 3, [-1.0], [1.0])
+  start = train.init_states(agent, jax.random.key(13))
+  seen = []
+  final = train.fit(agent, self_loop(1.0), seed=0, num_steps=4, steps_per_chunk=2,
+                    batch_size=8, state=start, on_chunk=lambda step, s, m: seen.append((step, s)))
+  assert [step for step, _ in seen] == [2, 4]
+  assert _alive(start) and all(_alive(s) for _, s in seen) and _alive(final)
+  assert int(start.step) == 0 and int(seen[0][1].step) == 2 and int(final.step) == 4
+  for a, b in zip(jax.tree.leaves(seen[-1][1]), jax.tree.leaves(final)):  # the last one is final
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))

@@ -115,6 +115,18 @@ def test_pendulum_round_trip(minari_root):
   again = pendulum.ensure_pendulum_datasets(kinds=("medium-expert",), num_episodes=4, seed=3)
   assert again == {ds_id: {"generated": False}}
 
+  # On the device the agent trains on [-1, 1]: device_data maps a to 2(a - low)/(high - low) - 1
+  # = a/2 with Pendulum's bounds [-2, 2], and the raw torques are refused.
+  from cql_jax import agents
+  from cql_jax.data import buffer
+  assert list(data.action_low) == [-2.0] and list(data.action_high) == [2.0]
+  device = agents.device_data(data)
+  np.testing.assert_allclose(np.asarray(device.action), tr.action / 2.0, atol=1e-6)
+  np.testing.assert_array_equal(np.asarray(device.obs), tr.obs)
+  with pytest.raises(ValueError, match=r"spans \[-2, 2\].*device_data\(dataset\)"):
+    buffer.to_device(tr)
+
+
 
 def test_generation_is_deterministic():
   a = pendulum.make_episodes("medium-replay", 3, seed=7)

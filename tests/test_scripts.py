@@ -48,3 +48,27 @@ def test_help_both_ways_without_jax(script, tmp_path):
                 if line.startswith("import time:")}
     assert not imported & set(HEAVY), (way, sorted(imported & set(HEAVY)))
 
+
+
+def test_logs_are_quiet_by_default_and_the_flag_brings_them_back():
+  """Through absl's handler: other libraries' INFO lines are dropped (JAX's TPU probe, orbax's
+  checkpoint lines), cql_jax's own progress and everyone's warnings pass; --library_logs
+  (quiet(True)) passes everything again."""
+  import logging
+
+  from absl import logging as absl_logging
+
+  from cql_jax import logs
+  handler = absl_logging.get_absl_handler()
+  record = lambda name, level: logging.LogRecord(name, level, __file__, 1, "m", None, None)
+  lines = {"jax._src.xla_bridge": logging.INFO, "orbax.checkpoint": logging.INFO,
+           "absl": logging.INFO, "cql_jax.makers.pendulum": logging.INFO,
+           "orbax.checkpoint ": logging.WARNING}
+  try:
+    logs.quiet()
+    shown = {n for n, level in lines.items() if handler.filter(record(n, level))}
+    assert shown == {"cql_jax.makers.pendulum", "orbax.checkpoint "}
+    logs.quiet(library_logs=True)
+    assert all(handler.filter(record(n, level)) for n, level in lines.items())
+  finally:
+    logs.quiet(library_logs=True)  # leave absl's handler as other tests expect it.

@@ -102,7 +102,7 @@ def variant_config(domain: str, variant: str, choices, dataset_id_format: str
 
 
 def use_reference_recipe(c: ml_collections.ConfigDict, cql_weight: float) -> None:
-  """The official CQL recipe for D4RL-style domains (REFERENCE.md §1): 3×256 networks,
+  """The CQL authors' recipe for D4RL-style domains (their released code): 3×256 networks,
   actor lr 1e-4 (the temperature's too), critic lr 3e-4, α = cql_weight, 1M steps."""
   c.agent.actor_hidden_sizes = (256, 256, 256)
   c.agent.critic_hidden_sizes = (256, 256, 256)

@@ -42,7 +42,7 @@ def unavailable_reason(env: str, kind: str):
   if kind != "medium-replay":
     return None
   return (f"{env}-medium-replay has no Minari counterpart: Minari's mujoco namespace stores no "
-          "replay buffers (REFERENCE.md §4). Use one of " + ", ".join(
+          "replay buffers. Use one of " + ", ".join(
               f"{env}-{k}" for k in KINDS if k != "medium-replay")
           + f", the project's own cql_jax/{env}-medium-replay, or set --config.dataset_id to a "
           "Minari id you have (or --config.dataset_path to a .npz file).")

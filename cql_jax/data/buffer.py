@@ -27,9 +27,30 @@ def scale_actions(transitions: Transition, action_low, action_high) -> Transitio
   return transitions._replace(action=np.clip(unit, -1.0, 1.0).astype(np.float32))
 
 
+# Slack on the [-1, 1] check: scale_actions clips, so only foreign data reaches past it.
+_UNIT_TOLERANCE = 1e-4
+
+
 def to_device(transitions: Transition, device=None) -> Transition:
-  """Copies the flat transition arrays to the (default) device once, before training."""
-  return jax.tree.map(lambda x: jax.device_put(jnp.asarray(x), device), transitions)
+  """Copies the flat transition arrays to the (default) device once, before training.
+
+  Box (floating-point) actions must already be in the agents' units, [-1, 1]: a dataset
+  holds environment units (Pendulum: [-2, 2]), so put it on the device with
+  `cql_jax.device_data(dataset)`, which scales with the dataset's bounds, or scale first with
+  `scale_actions`. Actions outside [-1, 1] raise ValueError rather than train on the wrong scale.
+  Discrete (integer) actions pass as they are.
+  """
+  data = jax.tree.map(lambda x: jax.device_put(jnp.asarray(x), device), transitions)
+  action = data.action
+  if jnp.issubdtype(action.dtype, jnp.floating) and action.size:
+    low, high = (float(v) for v in jax.device_get((jnp.min(action), jnp.max(action))))
+    if low < -1.0 - _UNIT_TOLERANCE or high > 1.0 + _UNIT_TOLERANCE:
+      raise ValueError(
+          f"transitions.action spans [{low:.4g}, {high:.4g}], but the agents train on actions "
+          "scaled to [-1, 1]; these look like environment units. Put a dataset on the device "
+          "with cql_jax.device_data(dataset) (it scales with the dataset's action bounds), or "
+          "scale first: cql_jax.data.buffer.scale_actions(transitions, low, high).")
+  return data
 
 
 def sample_batch(data: Transition, key, batch_size: int) -> Transition:

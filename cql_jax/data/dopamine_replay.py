@@ -43,9 +43,9 @@ Subsets (the paper's settings, `PAPER_SETTINGS`):
   uniform_10pct: all 50 checkpoints, 10% of each.
 The fraction kept of each checkpoint is a *contiguous* window of its steps in time order, by
 default the oldest. This is our reading of the official code: batch_rl shrinks each loaded
-checkpoint's `replay_capacity` (1000 / 10000 per REFERENCE.md's README notes; 10000 with 50
-checkpoints for 1% per its code comment), and a Dopamine buffer then samples only its first
-`replay_capacity` stored entries: the oldest ones when the cursor sits at 0, otherwise another
+checkpoint's `replay_capacity` (1000 for 1% and 10000 for 10% per batch_rl's README; 10000
+with 50 checkpoints for 1% per a comment in its fixed-replay buffer), and a Dopamine buffer then
+samples only its first `replay_capacity` stored entries: the oldest ones when the cursor sits at 0, otherwise another
 contiguous stretch of the same size. A contiguous window also keeps the one-frame-per-transition
 layout: a random scatter of transitions would need each sample's 5 frames stored separately
 (~5x the memory). A window keeps the checkpoint's valid indices whose stack and next state lie

@@ -1,6 +1,6 @@
 """Loading Minari datasets into flat transitions for the offline agents.
 
-Conventions (see REFERENCE.md §4–5):
+Conventions (Minari's episode layout; D4RL's handling of time limits, done right):
   * Each Minari episode stores T+1 observations and T actions/rewards/terminations/
     truncations. Transition t is (obs[t], action[t], reward[t], obs[t+1]).
   * discount[t] = 1 - terminations[t]. Truncations (time limits, AntMaze's
