@@ -32,6 +32,7 @@ import pathlib
 from typing import Any, Dict, List, Optional, Sequence
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
@@ -43,6 +44,7 @@ from cql_jax import sweep
 from cql_jax import train
 from cql_jax import writers
 from cql_jax.configs import base
+from cql_jax.data import buffer
 
 ESTIMATORS = ("workflow", "critic", "fqe", "conservative")
 SELECTION_FILE = "selection.json"
@@ -54,8 +56,11 @@ SELECTION_FILE = "selection.json"
 VALUE_RANGE_SLACK = 0.1
 
 
-def value_range(rewards, gamma: float, slack: float = VALUE_RANGE_SLACK):
-  """(low, high) that a valid estimate of E[V^π(s0)] lies in, for these (training) rewards."""
+def value_range(rewards, gamma, slack: float = VALUE_RANGE_SLACK):
+  """(low, high) that a valid estimate of E[V^π(s0)] lies in, for these (training) rewards.
+
+  gamma: a float, or [C] discounts (one per candidate) for [C] bounds.
+  """
   r = np.asarray(rewards, np.float64)
   low, high = min(0.0, float(r.min())) / (1.0 - gamma), max(0.0, float(r.max())) / (1.0 - gamma)
   width = high - low
@@ -159,11 +164,17 @@ def evaluation_agent_config(agent_config: ml_collections.ConfigDict, penalty: bo
 def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: int,
                   batch_size: int = 256, steps_per_chunk: int = 1000, seed: int = 0,
                   deterministic: bool = True, cql_weight: Optional[float] = None,
-                  overrides: Optional[Dict[str, Any]] = None) -> Dict[str, np.ndarray]:
+                  overrides: Optional[Dict[str, Any]] = None,
+                  hparams: Optional[Dict[str, Sequence[float]]] = None,
+                  measure_on=None) -> Dict[str, np.ndarray]:
   """Trains one policy-evaluation critic per policy, all in one vmapped program, on `dataset`.
 
   policies: [P]-stacked policy parameters (continuous: actor params; discrete: Q-network params,
     whose greedy policy is valued), of agent_config's architecture.
+  hparams: {sweepable agent key: [P] values}, each critic's own, e.g. {"gamma": [P]} so each
+    policy is valued under the discount its member trained with; default: the config's.
+  measure_on: transitions (environment units) the final statistics are measured on, e.g. held-out
+    episodes; default: the training transitions.
   Returns {"v_initial": [P] mean over the start states of Q(s0, π(s0)), "td_error": [P] the final
   squared Bellman error on a fixed sample, "q_data": [P]}.
   """
@@ -173,7 +184,15 @@ def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: 
   agent = agents.make_agent(config, dataset)
   num = int(jax.tree.leaves(policies)[0].shape[0])
   init_keys, loop_keys = train.seed_keys(range(seed, seed + num))
-  state = train.init_states(agent, init_keys, num)
+  if hparams is None:
+    state = train.init_states(agent, init_keys, num)
+  else:
+    unknown = sorted(set(hparams) - set(agent.sweepable))
+    if unknown:
+      raise SelectionError(f"evaluation critics cannot take {unknown} per policy; they take "
+                           f"{list(agent.sweepable)}.")
+    values = {k: jnp.asarray(np.asarray(v, np.float32)) for k, v in hparams.items()}
+    state = jax.tree.map(jnp.copy, jax.vmap(agent.init)(init_keys, values))
   if agents.is_discrete_config(config):
     from cql_jax.discrete import variants
   else:
@@ -186,7 +205,12 @@ def policy_values(agent_config, dataset, policies, *, penalty: bool, num_steps: 
   chunk = train.compile_chunk(agent, batch_size, steps_per_chunk, num)
   for i in range(num_steps // steps_per_chunk):
     state, _ = chunk(state, data, train.chunk_keys(loop_keys, i))
-  sample = statistics.fixed_slice(jax.device_get(data), 4096, seed)
+  if measure_on is None:
+    sample = statistics.fixed_slice(jax.device_get(data), 4096, seed)
+  else:
+    sample = statistics.fixed_slice(measure_on, 4096, seed)
+    if not dataset.discrete:
+      sample = buffer.scale_actions(sample, dataset.action_low, dataset.action_high)
   stats = statistics.make_statistics(agent, sample, dataset.initial_obs,
                                      deterministic=deterministic, seed=seed)(state)
   return {"v_initial": stats["offline/v_initial"], "td_error": stats["offline/td_error"],
@@ -270,7 +294,17 @@ def restore_policies(run: Run, agent, steps: Sequence[int]):
   return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
-_CRITIC_SETTINGS = ("fqe_steps", "cql_weight", "seed", "fqe_overrides")
+def member_gammas(config: ml_collections.ConfigDict, plan: sweep.Plan) -> np.ndarray:
+  """[M] discount of each member: its own in a sweep over agent.gamma, else the config's."""
+  key = sweep.AGENT_PREFIX + "gamma"
+  return np.asarray([float(m.setting.get(key, config.agent.gamma)) for m in plan.members])
+
+
+# What the critics' estimates depend on; a selection.json made otherwise is not reused.
+_CRITIC_SETTINGS = ("fqe_steps", "cql_weight", "seed", "fqe_overrides", "critic_data")
+# Recorded with the estimates: the critics train on the run's own training episodes, each with
+# its member's γ, and measure their statistics on the held-out ones.
+_CRITIC_DATA = "training split, member's gamma"
 
 
 def _reusable(workdir: pathlib.Path, out: dict) -> Dict[str, Dict[str, np.ndarray]]:
@@ -327,7 +361,8 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
                          "choice": {}, "evidence": {},
                          "settings": {"fqe_steps": fqe_steps, "drop": drop, "underfit": underfit,
                                       "cql_weight": cql_weight, "seed": seed,
-                                      "fqe_overrides": dict(fqe_overrides or {})}}
+                                      "fqe_overrides": dict(fqe_overrides or {}),
+                                      "critic_data": _CRITIC_DATA}}
 
   def at_checkpoints(name):
     """[C] values of an offline statistic at each candidate's step (nearest recorded step)."""
@@ -367,9 +402,13 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
       log(f"{m}: {d['kind']} - {d['reason']}")
   dataset = None
   if {"critic", "fqe", "conservative"} & set(estimators):
-    dataset = runner.load_data(run.config, check_env=False)
-    bounds = value_range(dataset.transitions.reward, float(run.config.agent.gamma))
-    out["value_range"] = list(bounds)
+    # The run's own split: the critics learn from the episodes the run trained on, and measure
+    # their statistics on the held-out ones (as the run's "offline" rows were).
+    dataset, held_out = runner.training_split(run.config,
+                                              runner.load_data(run.config, check_env=False))
+    gammas = np.tile(member_gammas(run.config, run.plan), len(steps))   # [C], checkpoint-major
+    bounds = value_range(dataset.transitions.reward, gammas)
+    out["value_range"] = [float(np.min(bounds[0])), float(np.max(bounds[1]))]
   # A conservative estimate (CQL's own critic, Eq. 2) may lie far below every return by design;
   # only one above the highest possible value is broken. FQE must lie inside on both sides.
   valid = lambda values, lower=True: valid_estimates(
@@ -394,15 +433,18 @@ def select_run(workdir, estimators: Sequence[str] = ESTIMATORS, *, fqe_steps: in
                              num_steps=fqe_steps, batch_size=int(run.config.batch_size),
                              steps_per_chunk=min(1000, fqe_steps), seed=seed,
                              deterministic=bool(run.config.eval_deterministic),
-                             cql_weight=cql_weight, overrides=fqe_overrides)
+                             cql_weight=cql_weight, overrides=fqe_overrides,
+                             hparams={"gamma": gammas} if len(set(gammas)) > 1 else None,
+                             measure_on=held_out if len(held_out.reward) else None)
     out["estimates"][name] = values["v_initial"].tolist()
     out["evidence"][name] = {"td_error": values["td_error"].tolist(),
                              "q_data": values["q_data"].tolist()}
     ok = valid(values["v_initial"], lower=name == "fqe")
     out.setdefault("valid", {})[name] = ok.tolist()
     if not ok.all():
+      low, high = out["value_range"]
       log(f"{name}: {int((~ok).sum())} of {len(ok)} estimates outside "
-          f"[{bounds[0] if name == 'fqe' else -np.inf:.4g}, {bounds[1]:.4g}], the values the "
+          f"[{low if name == 'fqe' else -np.inf:.4g}, {high:.4g}], the values the "
           "rewards allow (diverged critics); never chosen")
     out["choice"][name] = _choice(values["v_initial"], candidates, ok)
   for name, choice in out["choice"].items():

@@ -13,6 +13,7 @@ import pytest
 from cql_jax import runner
 from cql_jax import selection
 from cql_jax import statistics
+from cql_jax import sweep
 from cql_jax import writers
 from cql_jax.configs import base
 from cql_jax.configs import classic
@@ -159,11 +160,50 @@ def test_select_ranks_every_checkpoint_and_writes_its_evidence(run_dir):
   again = selection.select_run(run_dir, ["fqe"], fqe_steps=100, drop=0.9, reuse=True,
                                write=False, log=lambda m: None)
   assert again["estimates"]["fqe"] == saved["estimates"]["fqe"]
-  rewards = np.concatenate([np.asarray(runner.load_data(base.override(
-      classic.get_config("medium"), TINY)).transitions.reward)])
+  # The bounds come from the rewards the run trained on (its held-out episodes left out).
+  config = base.override(classic.get_config("medium"), TINY)
+  training, _ = split.holdout_split(runner.load_data(config), 0.25, seed=0)
+  rewards = np.asarray(training.transitions.reward)
   low, high = saved["value_range"]
   assert np.isclose(low, rewards.min() / 0.01 * 1.1) and np.isclose(high, -0.1 * low / 1.1)
   assert saved["valid"]["fqe"] == [bool(low <= x <= high) for x in saved["estimates"]["fqe"]]
+
+
+def test_select_trains_critics_on_the_training_episodes_and_measures_the_held_out(
+    run_dir, monkeypatch):
+  """The critics see the episodes the run trained on, not the 25% it held out, and their
+  statistics are measured on those held-out episodes (the split recomputed here by hand)."""
+  config = base.override(classic.get_config("medium"), TINY)
+  whole = runner.load_data(config)
+  starts = split.episode_starts(whole.transitions)
+  held = np.random.default_rng(0).choice(len(starts), size=round(0.25 * len(starts)), replace=False)
+  ends = np.append(starts[1:], whole.size)
+  out_mask = np.zeros(whole.size, bool)
+  for e in held:
+    out_mask[starts[e]:ends[e]] = True
+  seen = {}
+
+  def fake(agent_config, dataset, policies, **kwargs):
+    seen.update(dataset=dataset, **kwargs)
+    num = int(jax.tree.leaves(policies)[0].shape[0])
+    return {k: np.full(num, -1.0) for k in ("v_initial", "td_error", "q_data")}
+  monkeypatch.setattr(selection, "policy_values", fake)
+  selection.select_run(run_dir, ["fqe"], fqe_steps=100, write=False, log=lambda m: None)
+  np.testing.assert_array_equal(seen["dataset"].transitions.obs, whole.transitions.obs[~out_mask])
+  np.testing.assert_array_equal(seen["measure_on"].obs, whole.transitions.obs[out_mask])
+  assert seen["hparams"] is None  # one γ for every member: the config's
+
+
+def test_each_member_is_valued_with_its_own_gamma():
+  config = base.override(classic.get_config("medium"), TINY)
+  plan = sweep.plan(config, {"agent.gamma": [0.9, 0.99]}, [0, 1])
+  np.testing.assert_allclose(selection.member_gammas(config, plan), [0.9, 0.9, 0.99, 0.99])
+  unswept = sweep.plan(config, {"agent.cql.weight": [1.0, 5.0]}, [0])
+  np.testing.assert_allclose(selection.member_gammas(config, unswept), [config.agent.gamma] * 2)
+  # Per-candidate bounds follow each candidate's own γ.
+  low, high = selection.value_range(np.array([-1.0, 0.0]), np.array([0.9, 0.99]), slack=0.0)
+  np.testing.assert_allclose(low, [-10.0, -100.0])
+  np.testing.assert_allclose(high, [0.0, 0.0])
 
 
 def test_value_range_is_what_returns_allow():

@@ -18,6 +18,8 @@ from cql_jax.discrete import agent as discrete_agent
 from cql_jax.types import OfflineDataset
 
 S, A, GAMMA = 6, 3, 0.9
+# FQE values each policy under its own discount (a sweep over γ): the three policies' γ.
+FQE_GAMMAS = (0.9, 0.8, 0.7)
 V_MAX = 1.0 / (1.0 - GAMMA)   # rewards lie in [0, 1]
 ALPHA = 1.0
 # Both estimates' error bound: 3% of the value range. Measured on this MDP: FQE within 0.6% of
@@ -70,13 +72,13 @@ def policies(mdp):
   return states.params, actions
 
 
-def true_values(mdp, actions):
+def true_values(mdp, actions, gammas=(GAMMA,) * 3):
   p, r, dataset = mdp
   starts = np.argmax(dataset.initial_obs, axis=1)
   out = []
-  for pi in actions:
+  for pi, gamma in zip(actions, gammas):
     p_pi, r_pi = p[np.arange(S), pi], r[np.arange(S), pi]
-    v = np.linalg.solve(np.eye(S) - GAMMA * p_pi, r_pi)
+    v = np.linalg.solve(np.eye(S) - gamma * p_pi, r_pi)
     out.append(v[starts].mean())
   return np.asarray(out)
 
@@ -85,9 +87,10 @@ def true_values(mdp, actions):
 def estimates(mdp, policies):
   _, _, dataset = mdp
   params, _ = policies
-  run = lambda penalty: selection.policy_values(config(), dataset, params, penalty=penalty,
-                                                num_steps=8000, batch_size=256, seed=3)
-  return run(False), run(True)
+  run = lambda penalty, hparams=None: selection.policy_values(
+      config(), dataset, params, penalty=penalty, num_steps=8000, batch_size=256, seed=3,
+      hparams=hparams)
+  return run(False, {"gamma": FQE_GAMMAS}), run(True)
 
 
 def test_policies_differ(policies):
@@ -96,7 +99,9 @@ def test_policies_differ(policies):
 
 
 def test_fqe_converges_to_the_true_value(mdp, policies, estimates):
-  truth = true_values(mdp, policies[1])
+  """Each policy's FQE critic, one program, converges to its true value under its own γ."""
+  truth = true_values(mdp, policies[1], FQE_GAMMAS)
+  assert not np.allclose(truth, true_values(mdp, policies[1]), atol=TOLERANCE)  # γ matters
   fqe, _ = estimates
   np.testing.assert_allclose(fqe["v_initial"], truth, atol=TOLERANCE)
   # And it ranks the three policies as their true values do.
