@@ -4,6 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Test processes (pytest-xdist); each test module stays in one process, so it compiles once.
+# Modules go out in tests/conftest.py's order, the longest first (xdist's default reorder
+# by test count would start a one-test, five-minute module last).
 TEST_WORKERS ?= 2
 
 .PHONY: venv peer-venv demo test test-fast clean
@@ -31,10 +33,10 @@ demo: $(STAMP)
 	$(PY) -m experiments.demo
 
 test: $(STAMP)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder
 
 test-fast: $(STAMP)
-	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile -m "not slow"
+	$(PY) -m pytest tests -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder -m "not slow"
 
 clean:
 	rm -rf $(VENV) $(PEER_VENV) .jax_cache .pytest_cache

@@ -72,3 +72,11 @@ def test_logs_are_quiet_by_default_and_the_flag_brings_them_back():
     assert all(handler.filter(record(n, level)) for n, level in lines.items())
   finally:
     logs.quiet(library_logs=True)  # leave absl's handler as other tests expect it.
+
+
+def test_setup_py_is_a_shim_over_pyproject():
+  import tomllib
+  version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+  proc = subprocess.run([sys.executable, "setup.py", "--version"], cwd=ROOT, capture_output=True,
+                        text=True, timeout=120)
+  assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == version, proc
