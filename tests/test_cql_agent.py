@@ -160,15 +160,16 @@ def test_compile_chunk_deletes_the_state_it_is_given_as_documented(lagrange_agen
     np.asarray(jax.tree.leaves(state)[0])
 
 
-def test_fit_leaves_the_callers_states_alive():
-  """fit copies a given start state, and on_chunk's states may be kept past the next chunk."""
-  agent = cql.make_cql_agent(tiny_config(), 3, [-1.0], [1.0])
+def test_fit_leaves_the_callers_states_alive(lagrange_agent):
+  """fit copies a given start state, and on_chunk's states may be kept past the next chunk.
+  (The fixture's chunk shape: fit's program is the one the persistent cache already holds.)"""
+  agent, _ = lagrange_agent
   start = train.init_states(agent, jax.random.key(13))
   seen = []
-  final = train.fit(agent, self_loop(1.0), seed=0, num_steps=4, steps_per_chunk=2,
-                    batch_size=8, state=start, on_chunk=lambda step, s, m: seen.append((step, s)))
-  assert [step for step, _ in seen] == [2, 4]
+  final = train.fit(agent, self_loop(1.0), seed=0, num_steps=100, steps_per_chunk=50,
+                    batch_size=16, state=start, on_chunk=lambda step, s, m: seen.append((step, s)))
+  assert [step for step, _ in seen] == [50, 100]
   assert _alive(start) and all(_alive(s) for _, s in seen) and _alive(final)
-  assert int(start.step) == 0 and int(seen[0][1].step) == 2 and int(final.step) == 4
+  assert int(start.step) == 0 and int(seen[0][1].step) == 50 and int(final.step) == 100
   for a, b in zip(jax.tree.leaves(seen[-1][1]), jax.tree.leaves(final)):  # the last one is final
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
