@@ -15,6 +15,10 @@ what RECIPES lists; the budget (steps, evaluation, seeds) is the same for all.
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import json
 import pathlib
 from typing import Dict, Sequence
@@ -22,8 +26,7 @@ from typing import Dict, Sequence
 import ml_collections
 import numpy as np
 
-from cql_jax.configs import cartpole
-from cql_jax.discrete import variants
+# JAX-heavy modules (configs, variants) are imported where used, so --help is quick.
 from cql_jax.makers import discrete_datasets
 from experiments import budget as budget_lib
 from experiments import compare
@@ -56,6 +59,8 @@ KINDS = ("medium-replay", "medium-expert", "expert")
 
 def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
                ) -> ml_collections.ConfigDict:
+  from cql_jax.configs import cartpole
+  from cql_jax.discrete import variants
   variant, agent_overrides, run_overrides = RECIPES[recipe]
   base = cartpole.get_config("medium-replay")
   agent = variants.variant_config(variant, base.agent)

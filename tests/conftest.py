@@ -25,7 +25,7 @@ jax.config.update("jax_debug_key_reuse", True)
 HEAVY_FIRST = ("test_sweep_runner", "test_learning", "test_cql_agent", "test_domains_e2e",
                "test_selection", "test_runner", "test_parallel", "test_cli", "test_compare",
                "test_online", "test_finetune", "test_selection_estimators", "test_table4",
-               "test_runner_discrete", "test_variants")
+               "test_runner_discrete", "test_variants", "test_ogbench")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -9,6 +9,7 @@
 """
 import importlib
 import math
+import os
 import pathlib
 import re
 import shlex
@@ -186,3 +187,18 @@ def test_every_repository_path_exists():
   assert "cql_jax/configs/" in paths and "ARCHITECTURE.md" in paths, sorted(paths)
   missing = sorted(p for p in paths if not (ROOT / p).exists())
   assert not missing, f"README names files the repository lacks: {missing}"
+
+
+def test_docs_and_messages_name_nothing_outside_the_repository():
+  """A user has the repository only: no file of it may send them to notes kept beside it."""
+  outside = ("REFERENCE.md", "../shared", "/work/", "shared/paper")
+  skip = {".venv", ".peer-venv", "data", "runs", ".git", ".jax_cache", "__pycache__"}
+  files = []
+  for folder, subfolders, names in os.walk(ROOT):
+    subfolders[:] = [d for d in subfolders if d not in skip and not d.startswith(".")]
+    files += [pathlib.Path(folder) / n for n in names
+              if n.endswith((".py", ".md", ".toml", ".txt", ".ini"))]
+  files.remove(pathlib.Path(__file__).resolve())
+  bad = [f"{p.relative_to(ROOT)}: {name}" for p in files for name in outside
+         if name in p.read_text(errors="replace")]
+  assert not bad, bad

@@ -17,7 +17,7 @@ beside theirs on equal terms:
   optimiser  Adam, learning rate 3e-4 for actor and critics (theirs), temperature 3e-4;
   schedule   1M gradient steps, batch 256, γ = 0.99, target Polyak 0.005;
   evaluation 50 episodes (their eval_episodes), every 100k steps.
-The CQL part is the official code's recipe for dense-reward D4RL tasks (REFERENCE.md §1), since
+The CQL part is the CQL authors' released recipe for dense-reward D4RL tasks, since
 these rewards (−1 per step, 0 at the goal) are dense and returns span −100..0 like a scaled
 locomotion task: CQL(H) with a fixed α = 5, 10 sampled actions per source, deterministic backup,
 no max-backup and no BC warm-start. The rewards and masks are used as OGBench gives them.

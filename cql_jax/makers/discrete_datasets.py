@@ -38,7 +38,6 @@ import dataclasses
 import itertools
 from typing import TYPE_CHECKING, Any, Dict, List, Sequence, Tuple
 
-import jax
 import numpy as np
 
 from cql_jax.makers import generate
@@ -96,6 +95,7 @@ def epsilon_greedy_policy(agent, state, params, epsilon: float, num_actions: int
 
   Observations are zero-padded to `batch` rows so one compiled act serves every call.
   """
+  import jax  # local: the ids and splits above need no JAX (scripts' --help).
   from cql_jax.makers import online_dqn
   state = state.replace(params=jax.device_put(params))
   act = jax.jit(agent.act, static_argnums=3)
