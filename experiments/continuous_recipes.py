@@ -18,6 +18,10 @@ same transitions, steps, evaluation schedule, episodes, seeds and hidden sizes. 
 """
 from __future__ import annotations
 
+if __name__ == "__main__" and not __package__:  # run by path: import from the checkout's root,
+  import os, sys  # not from experiments/ (python experiments/X.py works as python -m does).
+  sys.path[0] = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 import functools
 import json
 import pathlib
@@ -26,8 +30,7 @@ from typing import Dict
 import ml_collections
 import numpy as np
 
-from cql_jax.configs import control
-from cql_jax.continuous import variants
+# JAX-heavy modules (configs, variants) are imported where used, so --help is quick.
 from experiments import budget as budget_lib
 from experiments import compare
 from experiments import results_md
@@ -48,6 +51,8 @@ PEER_LABELS = {"cql": "d3rlpy CQL", "bc": "d3rlpy BC"}
 
 def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
                ) -> ml_collections.ConfigDict:
+  from cql_jax.configs import control
+  from cql_jax.continuous import variants
   variant, overrides = RECIPES[recipe]
   agent = variants.variant_config(variant, control.control_agent_config(budget.hidden))
   for key, value in overrides.items():
@@ -58,6 +63,7 @@ def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
 def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, workdir,
               log=print) -> Dict:
   """Trains what is missing; returns {(env, kind): {"behaviour": x, label: [scores per seed]}}."""
+  from cql_jax.configs import control
   from experiments import peer
   envs = control.DEV if split == "dev" else control.TEST
   root = pathlib.Path(workdir) / split
@@ -87,6 +93,7 @@ def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, work
 
 def collect(split: str, recipes, peers, kinds, workdir) -> Dict:
   """run_split's table from the runs that have finished, training nothing (missing: absent)."""
+  from cql_jax.configs import control
   envs = control.DEV if split == "dev" else control.TEST
   root = pathlib.Path(workdir) / split
   table = {}
