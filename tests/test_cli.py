@@ -62,7 +62,7 @@ def test_bad_key_value_and_variant(tmp_path):
   _one_message(_train(["--config=classic:hard", f"--workdir={tmp_path / 'run'}"], tmp_path),
                "--config=classic:hard", "unknown classic variant 'hard'", "medium-expert")
   _one_message(_train(["--config=nosuch.py:x", f"--workdir={tmp_path / 'run'}"], tmp_path),
-               "'nosuch.py' does not exist", "classic, kitchen, locomotion")
+               "'nosuch.py' does not exist", "classic, control, kitchen, locomotion")
   assert not (tmp_path / "run").exists()
   verbose = _train([*base, "--config.num_steps=many", "--verbose"], tmp_path)
   assert verbose.returncode == 1 and "Traceback" in verbose.stderr

@@ -78,13 +78,21 @@ def test_own_data_snippet_runs():
 
 
 def commands():
-  """Each `python -m experiments.X ...` command of the bash blocks, as argv."""
+  """Each `python -m experiments.X ...` command of the bash blocks, as argv. A launcher's
+  `X [its flags] -- [the entry point's]` counts as two commands."""
   out = []
   for block in blocks("bash"):
     for line in re.sub(r"\\\n\s*", " ", block).splitlines():
       argv = shlex.split(line, comments=True)
       if argv[:2] == ["python", "-m"]:
-        out.append(argv[2:])
+        argv = argv[2:]
+        if "--" in argv:
+          cut = argv.index("--")
+          module = next((a.split("=", 1)[1] for a in argv[:cut] if a.startswith("--module=")),
+                        "experiments.train")
+          out.append([module, *argv[cut + 1:]])
+          argv = argv[:cut]
+        out.append(argv)
   return out
 
 
