@@ -152,8 +152,8 @@ def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathli
     files[seed] = out
     if out.exists():
       continue
-    # -I: neither PYTHONPATH nor the script's folder on sys.path (experiments/select.py would
-    # shadow the standard library's select module, and cql_jax must stay out of the peer).
+    # -I: neither PYTHONPATH nor the script's folder on sys.path: cql_jax must stay out of the
+    # peer's interpreter.
     cmd = [python, "-I", str(PEER_SCRIPT), f"--data={data_file}", f"--algo={algo}", f"--seed={seed}",
            f"--steps={peer['steps']}", f"--eval_every={peer['eval_every']}",
            f"--eval_episodes={peer['eval_episodes']}", f"--eval_seed={peer['eval_seed']}",
