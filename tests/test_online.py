@@ -1,5 +1,4 @@
 """Tests of the device ring buffer and online SAC (cql_jax.data.replay, cql_jax.makers.online)."""
-import time
 
 import jax
 import numpy as np
@@ -122,21 +121,19 @@ def test_termination_zeroes_discount():
 
 @pytest.mark.slow
 def test_sac_learns_pendulum():
-  # Budget: 12k env steps (1k random warm-up), 64x64 nets, batch 128, UTD 1. About 30 s on
-  # a shared 2-core CPU; a random policy scores about -1200 to -1500, an expert about -150.
+  # Budget: 12k env steps (1k random warm-up), 64x64 nets, batch 128, UTD 1. A random policy
+  # scores about -1200 to -1500, an expert about -150. The loop's speed is measured by
+  # benchmarks/online_loop.py, not here: a wall-clock bound fails on a loaded machine.
   c = online.default_config()
   c.actor_hidden_sizes = c.critic_hidden_sizes = (64, 64)
   c.total_steps, c.warmup_steps = 12_000, 1_000
   c.steps_per_round, c.batch_size, c.buffer_capacity = 50, 128, 20_000
   c.eval_every, c.eval_episodes = 1_000, 10
-  start = time.perf_counter()
   result = online.train_online("Pendulum-v1", c, seed=0)
-  seconds = time.perf_counter() - start
   assert result.env_steps == 12_000
   final = np.mean([e["mean_return"] for e in result.evals[-2:]])
   assert result.evals[0]["mean_return"] < -900, result.evals[0]    # random start, for contrast.
   assert final > -400, [e["mean_return"] for e in result.evals]
-  assert seconds < 180, seconds
 
 
 def test_pick_snapshots_takes_first_third_of_the_way_from_random_to_expert():
