@@ -39,27 +39,37 @@ def _shape_bytes(text: str) -> int:
 
 
 def allreduce_bytes(hlo: str) -> dict:
-  """{"per_step": bytes all-reduced inside while-loop bodies, "other": outside}, from HLO text.
+  """{"per_step": bytes all-reduced inside while loops, "other": outside}, from HLO text.
 
-  A scanned chunk is one while loop whose body is one update; all-reduces outside it (the
-  metrics, once per chunk) are counted apart. Async pairs count once (at their -start).
+  A scanned chunk is one while loop whose body is one update: all-reduces in the body, or in
+  computations it calls, run once per step; the others (e.g. the metrics, once per chunk) are
+  counted apart. Async pairs count once (at their -start).
   """
-  bodies = set(re.findall(r"body=%?([\w.\-]+)", hlo))
-  per_step = other = 0
-  computation = None
+  calls, sizes, computation = {}, {}, None
   for line in hlo.splitlines():
     head = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
     if head and "=" not in line.split("{")[0]:
       computation = head.group(1)
+      calls.setdefault(computation, set())
+      sizes.setdefault(computation, 0)
       continue
+    if computation is None:
+      continue
+    for callee in re.findall(
+        r"(?:body|calls|to_apply|condition|branch_computations)=\{?%?([\w.\-]+(?:,\s*%?[\w.\-]+)*)",
+        line):
+      calls[computation].update(c.strip().lstrip("%") for c in callee.split(","))
     match = re.search(r"=\s*(.*?)\s+all-reduce(?:-start)?\(", line)
     if match:
-      size = _shape_bytes(match.group(1))
-      if computation in bodies:
-        per_step += size
-      else:
-        other += size
-  return {"per_step": per_step, "other": other}
+      sizes[computation] += _shape_bytes(match.group(1))
+  in_loop, stack = set(), list(set(re.findall(r"body=%?([\w.\-]+)", hlo)))
+  while stack:
+    name = stack.pop()
+    if name not in in_loop:
+      in_loop.add(name)
+      stack.extend(calls.get(name, ()))
+  per_step = sum(sizes[c] for c in in_loop if c in sizes)
+  return {"per_step": per_step, "other": sum(sizes.values()) - per_step}
 
 
 def gradient_bytes(hidden) -> int:
@@ -104,7 +114,7 @@ def measure(config, grid, data, chunks: int) -> dict:
   steady = float(np.median(times[1:]))
   k = config.steps_per_chunk
   return {"members": plan.num_members, "steps": k, "chunk_s": steady,
-          "layout": f"{layout.member_shards}x{layout.data_shards}",
+          "layout": "single" if layout is None else f"{layout.member_shards}x{layout.data_shards}",
           "member_steps_per_s": plan.num_members * k / steady, "compile_s": compile_s,
           "allreduce": allreduce_bytes(compiled.as_text())}
 
@@ -122,7 +132,8 @@ def worker(args) -> None:
                                 ("data", 1, f"1x{jax.device_count()}")):
     config = sweep_bench.sweep_config(hidden, args.steps, layout=layout)
     r = measure(config, sweep_bench.member_grid(members), data, args.chunks)
-    r.update(kind=kind, processes=jax.process_count(), devices=jax.local_device_count())
+    r.update(kind=kind, processes=jax.process_count(), devices=jax.local_device_count(),
+             device_count=jax.device_count())
     rows.append(r)
   if jax.process_index() == 0:
     with open(args.out, "w") as f:
