@@ -48,7 +48,7 @@ def allreduce_bytes(hlo: str) -> dict:
   calls, sizes, computation = {}, {}, None
   for line in hlo.splitlines():
     head = re.match(r"^\s*(?:ENTRY\s+)?%?([\w.\-]+)\s.*\{\s*$", line)
-    if head and "=" not in line.split("{")[0]:
+    if head and " = " not in line:  # a computation's header (instructions are "x = ...").
       computation = head.group(1)
       calls.setdefault(computation, set())
       sizes.setdefault(computation, 0)

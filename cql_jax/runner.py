@@ -590,6 +590,8 @@ def _run(config, workdir: pathlib.Path, seeds, resume: bool, download: bool, pro
   results = {
       "dataset_id": setup.name, "config_arg": config.get("config_arg"), "seeds": seeds,
       "num_steps": config.num_steps, "online_steps": finetune.online_steps(config),
+      "mesh": {"processes": jax.process_count(), "devices": jax.device_count(),
+               "layout": "single" if layout is None else f"{layout[0]}x{layout[1]}"},
       "final": final,
       "final_mean": {n: float(np.mean(v)) for n, v in final.items() if n.startswith("eval/")},
       "dataset_score": setup.data_score or {},

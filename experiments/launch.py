@@ -74,8 +74,9 @@ def process_env(index: int, num_processes: int, port: int, devices_per_process: 
     env["JAX_PLATFORMS"] = "cpu"
     kept = [f for f in env.get("XLA_FLAGS", "").split()
             if not f.startswith("--xla_force_host_platform_device_count")]
+    # First: XLA stops reading flags at a malformed one, so an appended flag could be lost.
     env["XLA_FLAGS"] = " ".join(
-        kept + [f"--xla_force_host_platform_device_count={devices_per_process}"])
+        [f"--xla_force_host_platform_device_count={devices_per_process}"] + kept)
   return env
 
 

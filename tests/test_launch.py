@@ -43,8 +43,8 @@ def test_each_process_gets_the_coordinator_its_rank_and_its_devices(tmp_path, mo
   for s in seen:
     assert s["JAX_PLATFORMS"] == "cpu" and s["CQL_JAX_LAUNCH_COMMAND"] == "LAUNCH --"
     # The user's other XLA flags are kept; the device count is replaced, not appended.
-    assert s["XLA_FLAGS"].split() == ["--xla_cpu_multi_thread_eigen=false",
-                                      "--xla_force_host_platform_device_count=2"]
+    assert s["XLA_FLAGS"].split() == ["--xla_force_host_platform_device_count=2",
+                                      "--xla_cpu_multi_thread_eigen=false"]
 
 
 def test_one_killed_process_stops_the_group_with_one_message(tmp_path, monkeypatch, capsys):

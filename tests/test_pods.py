@@ -53,7 +53,8 @@ def env(pendulum_minari_root):
 
 
 def _train(env, args, devices=1):
-  flags = f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
+  # First: XLA stops reading flags at a malformed one (the suite's XLA_FLAGS may hold one).
+  flags = f"--xla_force_host_platform_device_count={devices} {env['XLA_FLAGS']}"
   return subprocess.run([sys.executable, "-m", "experiments.train", *args], cwd=ROOT,
                         env={**env, "XLA_FLAGS": flags}, capture_output=True, text=True,
                         timeout=TIMEOUT)
@@ -68,7 +69,7 @@ def _launch(env, args, processes, devices):
 def _bare_processes(env, args, logs, devices=1):
   """One process per entry of `args` (its flags), started as a pod's hosts would be, no launcher."""
   port = _free_port()
-  flags = f"{env['XLA_FLAGS']} --xla_force_host_platform_device_count={devices}"
+  flags = f"--xla_force_host_platform_device_count={devices} {env['XLA_FLAGS']}"
   procs = []
   for i, (arg, log) in enumerate(zip(args, logs)):
     with open(log, "w") as out:
@@ -100,6 +101,10 @@ def _state(workdir, step):
     tree = checkpointer.restore(path, args=ocp.args.PyTreeRestore(restore_args=restore))
   return {jax.tree_util.keystr(p): np.asarray(v) for p, v in
           jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def _mesh(workdir):
+  return json.loads((workdir / "results.json").read_text())["mesh"]
 
 
 def _numeric(row):
@@ -151,6 +156,8 @@ def two_by_two(env, tmp_path_factory):
 
 def test_sweep_over_two_processes_matches_one_process_member_by_member(reference, two_by_two):
   workdir, proc = two_by_two
+  assert _mesh(reference) == {"processes": 1, "devices": 4, "layout": "4x1"}
+  assert _mesh(workdir) == {"processes": 2, "devices": 4, "layout": "4x1"}
   _compare(workdir, reference, slice(None), atol=1e-5)
   # Process 0 alone wrote the files: one row per chunk and evaluation, one results table.
   assert len(_records(workdir, "train")) == 2 and len(_records(workdir, "eval")) == 1
@@ -178,6 +185,7 @@ def test_data_parallel_over_two_processes_matches_one_device(env, reference, tmp
   workdir = tmp_path / "dp"
   _ok(_launch(env, [*TINY, *FORTY, "--seeds=0", "--config.agent.cql.weight=1",
                     f"--workdir={workdir}"], 2, 1))
+  assert _mesh(workdir) == {"processes": 2, "devices": 2, "layout": "1x2"}
   _compare(workdir, reference, slice(0, 1), atol=1e-4)
 
 
