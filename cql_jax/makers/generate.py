@@ -11,9 +11,10 @@ them, which keeps generation cheap on a CPU.
 """
 from __future__ import annotations
 
+import logging
 import time
 import warnings
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -204,3 +205,64 @@ def reference_scores(env_id: str, random_policy: Policy, expert_policy: Policy,
   episodes each (seeds `seed` and `seed + 1`), the D4RL normalisation references."""
   return (average_return(env_id, random_policy, num_episodes, seed=seed),
           average_return(env_id, expert_policy, num_episodes, seed=seed + 1))
+
+
+def ensure_datasets(env_id: str, ids: Dict[str, str], *, episodes: Callable[[str], int],
+                    make_episodes: Callable[[str, int], list],
+                    reference_scores: Callable[[], tuple], describe: Callable[[str, int], str],
+                    algorithm: str, seed: int, log: logging.Logger) -> Dict[str, dict]:
+  """Writes the scripted datasets of `ids` (kind -> dataset id) that are not stored locally yet.
+
+  A stored id is never regenerated (Minari never overwrites). The references are rolled out
+  only when something is missing, and once for all kinds, so every kind carries the same ones.
+
+  Args:
+    env_id: Gymnasium id the episodes come from.
+    ids: kind -> Minari dataset id, in the order to make them.
+    episodes: kind -> number of episodes of a new dataset.
+    make_episodes: (kind, episodes) -> EpisodeBuffers of the kind's behaviour policy.
+    reference_scores: () -> (ref_min, ref_max), the mean returns of the random and the expert
+      policy.
+    describe: (kind, episodes) -> the dataset's description.
+    algorithm: prefix of the recorded algorithm name, `<algorithm>-<kind>`.
+    seed: the dataset seed, recorded in the metadata.
+    log: where progress goes (the maker's logger).
+
+  Returns:
+    {dataset_id: info}; info has "generated" (bool) and, for new datasets, "seconds" (wall time
+    of rollout + writing), "mean_return", "normalized_score", "ref_min_score", "ref_max_score",
+    "num_episodes", "num_transitions" and "ref_seconds" (wall time of the reference rollouts).
+    The wall time, seed and mean return also go into the dataset metadata as
+    "generation_seconds", "generation_seed" and "behaviour_mean_return".
+  """
+  from cql_jax.scores import normalized_score  # pylint: disable=import-outside-toplevel
+
+  todo = [kind for kind, ds_id in ids.items() if not paths.dataset_exists(ds_id)]
+  info: Dict[str, dict] = {ds_id: {"generated": False} for ds_id in ids.values()}
+  if not todo:
+    return info
+  with Timer() as ref_timer:
+    ref_min, ref_max = reference_scores()
+  log.info("%s reference scores: random %.1f, expert %.1f (%.1fs)", env_id, ref_min, ref_max,
+           ref_timer.seconds)
+  for kind in todo:
+    ds_id, n = ids[kind], episodes(kind)
+    with Timer() as timer:
+      made = make_episodes(kind, n)
+      written = write_dataset(ds_id, made, env_id, ref_min_score=ref_min, ref_max_score=ref_max,
+                              algorithm_name=f"{algorithm}-{kind}", description=describe(kind, n))
+    mean_return = float(np.mean(episode_returns(made)))
+    # Keep the provenance numbers with the data, not only in a log that may be lost.
+    written.storage.update_metadata({
+        "generation_seconds": round(timer.seconds, 3), "generation_seed": int(seed),
+        "behaviour_mean_return": mean_return})
+    info[ds_id] = {
+        "generated": True, "seconds": timer.seconds, "mean_return": mean_return,
+        "normalized_score": float(normalized_score(mean_return, ref_min, ref_max)),
+        "ref_min_score": ref_min, "ref_max_score": ref_max, "num_episodes": n,
+        "num_transitions": int(sum(len(ep.rewards) for ep in made)),
+        "ref_seconds": ref_timer.seconds,
+    }
+    log.info("made %s: %d episodes, mean return %.1f (normalised %.1f) in %.1fs", ds_id, n,
+             mean_return, info[ds_id]["normalized_score"], timer.seconds)
+  return info
