@@ -30,7 +30,7 @@ from cql_jax.makers import generate
 ENV_ID = "CartPole-v1"
 NAMESPACE = "cql_jax/cartpole"
 VERSION = 0
-KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+KINDS = generate.D4RL_KINDS
 NUM_ACTIONS = 2
 
 # Fixed seed for the reference rollouts, so every CartPole dataset carries the same refs.
@@ -106,15 +106,11 @@ def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
     List of `num_episodes` EpisodeBuffers (ids 0..E-1): observations [T+1, 4] float32,
     actions [T] int64, T <= 500.
   """
-  if num_episodes < 1:
-    raise ValueError(f"num_episodes must be >= 1, got {num_episodes}.")
-  rng = np.random.default_rng([seed, KINDS.index(kind)])
-  seeds = rng.integers(0, 2**31 - 1, size=num_episodes)
-  plan = generate.d4rl_plan(
-      kind, num_episodes, random=random_policy, medium=epsilon_expert(MEDIUM_RANDOM_PROB),
-      expert=epsilon_expert(EXPERT_RANDOM_PROB), replay_policy=epsilon_expert,
-      replay_blocks=REPLAY_BLOCKS, medium_random_prob=MEDIUM_RANDOM_PROB)
-  return generate.rollout_plan(ENV_ID, plan, rng=rng, seeds=seeds)
+  return generate.d4rl_episodes(
+      ENV_ID, kind, num_episodes, seed, random=random_policy,
+      medium=epsilon_expert(MEDIUM_RANDOM_PROB), expert=epsilon_expert(EXPERT_RANDOM_PROB),
+      replay_policy=epsilon_expert, replay_blocks=REPLAY_BLOCKS,
+      medium_random_prob=MEDIUM_RANDOM_PROB)
 
 
 def reference_scores(num_episodes: int = 100) -> tuple:

@@ -151,6 +151,10 @@ __all__: List[str] = ["Policy", "rollout_episodes", "episode_returns", "average_
                       "renumber", "write_dataset", "Timer"]
 
 
+# D4RL's five dataset kinds; a kind's index seeds its own random stream (d4rl_episodes).
+D4RL_KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+
+
 def _blocks(total: int, parts: int) -> list:
   """Sizes of `parts` near-equal consecutive blocks summing to `total`."""
   parts = max(1, min(parts, total))
@@ -180,8 +184,7 @@ def d4rl_plan(kind: str, num_episodes: int, *, random: Policy, medium: Policy, e
   if kind == "medium-expert":
     half = num_episodes // 2
     return [(medium, half), (expert, num_episodes - half)]
-  raise ValueError(f"unknown dataset kind '{kind}'; choose random, medium, expert, "
-                   "medium-replay or medium-expert.")
+  raise ValueError(f"unknown dataset kind '{kind}'; choose from {D4RL_KINDS}.")
 
 
 def rollout_plan(env_id: str, plan: Sequence, *, rng: np.random.Generator,
@@ -197,6 +200,25 @@ def rollout_plan(env_id: str, plan: Sequence, *, rng: np.random.Generator,
     episodes += rollout_episodes(env_id, policy, n, rng=rng, seeds=seeds[start:start + n])
     start += n
   return renumber(episodes)
+
+
+def d4rl_episodes(env_id: str, kind: str, num_episodes: int, seed: int, *, random: Policy,
+                  medium: Policy, expert: Policy, replay_policy: Callable[[float], Policy],
+                  replay_blocks: int, medium_random_prob: float) -> list:
+  """Rolls out d4rl_plan(kind, ...) (same policy arguments); deterministic given `seed`.
+
+  Each kind draws from its own stream, default_rng([seed, D4RL_KINDS.index(kind)]), so a kind's
+  episodes do not depend on which other kinds were made or in what order. Returns
+  `num_episodes` EpisodeBuffers with ids 0..E-1.
+  """
+  if num_episodes < 1:
+    raise ValueError(f"num_episodes must be >= 1, got {num_episodes}.")
+  plan = d4rl_plan(kind, num_episodes, random=random, medium=medium, expert=expert,
+                   replay_policy=replay_policy, replay_blocks=replay_blocks,
+                   medium_random_prob=medium_random_prob)
+  rng = np.random.default_rng([seed, D4RL_KINDS.index(kind)])
+  seeds = rng.integers(0, 2**31 - 1, size=num_episodes)
+  return rollout_plan(env_id, plan, rng=rng, seeds=seeds)
 
 
 def reference_scores(env_id: str, random_policy: Policy, expert_policy: Policy,

@@ -31,7 +31,7 @@ from cql_jax.makers import generate
 ENV_ID = "Pendulum-v1"
 NAMESPACE = "cql_jax/pendulum"
 VERSION = 0
-KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+KINDS = generate.D4RL_KINDS
 
 MAX_TORQUE = 2.0
 # Reference scores use a fixed seed, independent of the dataset seed, so every
@@ -149,16 +149,10 @@ def make_episodes(kind: str, num_episodes: int, seed: int) -> list:
     List of ``num_episodes`` EpisodeBuffers (ids 0..E-1), actions float32 [200, 1]
     raw torques in [-2, 2].
   """
-  if num_episodes < 1:
-    raise ValueError(f"num_episodes must be >= 1, got {num_episodes}.")
-  # One independent stream per kind, so kinds do not depend on generation order.
-  rng = np.random.default_rng([seed, KINDS.index(kind)])
-  seeds = rng.integers(0, 2**31 - 1, size=num_episodes)
-  plan = generate.d4rl_plan(
-      kind, num_episodes, random=random_policy, medium=medium_policy(),
+  return generate.d4rl_episodes(
+      ENV_ID, kind, num_episodes, seed, random=random_policy, medium=medium_policy(),
       expert=noisy_expert(), replay_policy=lambda p: degraded_expert(random_prob=p),
       replay_blocks=REPLAY_BLOCKS, medium_random_prob=MEDIUM_RANDOM_PROB)
-  return generate.rollout_plan(ENV_ID, plan, rng=rng, seeds=seeds)
 
 
 def reference_scores(num_episodes: int = 100) -> tuple:
