@@ -67,8 +67,59 @@ def log(message: str) -> None:
   print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
 
 
-def run_env(env_name: str) -> dict:
+def eval_recorder(env_id: str, target_return: float, params_key: str, params_of):
+  """(snapshots, reached, on_eval): on_eval, the learner's evaluation hook, appends to
+  `snapshots` each evaluation's step, seconds, mean return and `params_of(state)` (under
+  `params_key`, on the host), and fills `reached` the first time `target_return` is met."""
   import jax
+  snapshots, reached = [], {}
+
+  def on_eval(step, state, info):
+    snapshots.append({"step": step, "seconds": info["seconds"], "mean_return": info["mean_return"],
+                      params_key: jax.device_get(params_of(state))})
+    if not reached and info["mean_return"] >= target_return:
+      reached.update(step=step, seconds=info["seconds"], mean_return=info["mean_return"])
+      log(f"{env_id}: target {target_return} reached at step {step}, {info['seconds']:.0f}s")
+
+  return snapshots, reached, on_eval
+
+
+def training_summary(env_id: str, outdir: str, run, config, snapshots, reached,
+                     target_return: float, params_key: str) -> dict:
+  """Logs how training went, writes <outdir>/snapshots.pkl and returns summary.json's training
+  part (the evaluations without their parameters)."""
+  best = max(snapshots, key=lambda s: s["mean_return"])
+  log(f"{env_id}: trained {run.env_steps} steps in {run.seconds:.0f}s "
+      f"({run.env_steps / run.seconds:.0f} steps/s); best eval {best['mean_return']:.1f} at step "
+      f"{best['step']}; target {target_return} "
+      + (f"reached at step {reached['step']}" if reached else "NOT reached"))
+  with open(os.path.join(outdir, "snapshots.pkl"), "wb") as f:
+    pickle.dump(snapshots, f)
+  return {
+      "env_id": env_id, "seed": FLAGS.seed, "config": config.to_dict(),
+      "train_steps": run.env_steps, "train_seconds": run.seconds,
+      "target_return": target_return, "target_reached": reached or None,
+      "evals": [{k: v for k, v in s.items() if k != params_key} for s in snapshots],
+      "train_episode_returns": run.train_returns.tolist(),
+      "train_episode_end_steps": run.train_end_steps.tolist(),
+  }
+
+
+def write_datasets(env_id: str, outdir: str, run, summary: dict, write) -> dict:
+  """summary with the datasets `write()` made (its stats) and their wall time, written to
+  <outdir>/summary.json."""
+  start = time.perf_counter()
+  summary["datasets"] = write()
+  summary["dataset_seconds"] = time.perf_counter() - start
+  summary["total_seconds"] = run.seconds + summary["dataset_seconds"]
+  with open(os.path.join(outdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=1)
+  log(f"{env_id}: datasets written in {summary['dataset_seconds']:.0f}s; total wall time "
+      f"{summary['total_seconds']:.0f}s")
+  return summary
+
+
+def run_env(env_name: str) -> dict:
   from cql_jax.makers import online
   from cql_jax.makers import mujoco_datasets
 
@@ -86,57 +137,28 @@ def run_env(env_name: str) -> dict:
   config.steps_per_round = FLAGS.steps_per_round
   config.eval_every = settings["eval_every"]
   config.actor_hidden_sizes = config.critic_hidden_sizes = (settings["hidden"],) * 2
-  snapshots, reached = [], {}
-
-  def on_eval(step, state, info):
-    snapshots.append({"step": step, "seconds": info["seconds"], "mean_return": info["mean_return"],
-                      "actor_params": jax.device_get(state.actor_params)})
-    if not reached and info["mean_return"] >= target_return:
-      reached.update(step=step, seconds=info["seconds"], mean_return=info["mean_return"])
-      log(f"{env_id}: target {target_return} reached at step {step}, "
-          f"{info['seconds']:.0f}s")
+  snapshots, reached, on_eval = eval_recorder(env_id, target_return, "actor_params",
+                                              lambda state: state.actor_params)
 
   log(f"{env_id}: SAC for up to {config.total_steps} steps / {max_minutes} min\n{config}")
   run = online.train_online(env_id, config, seed=FLAGS.seed, max_seconds=60 * max_minutes,
                             record_episodes=True, on_eval=on_eval,
                             log=lambda m: log(f"{env_id}: {m}"))
-  best = max(snapshots, key=lambda s: s["mean_return"])
-  log(f"{env_id}: trained {run.env_steps} steps in {run.seconds:.0f}s "
-      f"({run.env_steps / run.seconds:.0f} steps/s); best eval {best['mean_return']:.1f} at step "
-      f"{best['step']}; target {target_return} "
-      + (f"reached at step {reached['step']}" if reached else "NOT reached"))
-  with open(os.path.join(outdir, "snapshots.pkl"), "wb") as f:
-    pickle.dump(snapshots, f)
-  summary = {
-      "env_id": env_id, "seed": FLAGS.seed, "config": config.to_dict(),
-      "train_steps": run.env_steps, "train_seconds": run.seconds,
-      "target_return": target_return, "target_reached": reached or None,
-      "evals": [{k: v for k, v in s.items() if k != "actor_params"} for s in snapshots],
-      "train_episode_returns": run.train_returns.tolist(),
-      "train_episode_end_steps": run.train_end_steps.tolist(),
-  }
+  summary = training_summary(env_id, outdir, run, config, snapshots, reached, target_return,
+                             "actor_params")
   with open(os.path.join(outdir, "summary.json"), "w") as f:
     json.dump(summary, f, indent=1)
   train_text = (f"Behaviour policies from one online SAC run (cql_jax.makers.online, seed {FLAGS.seed}, "
                 f"{settings['hidden']}x{settings['hidden']} nets, UTD 1, {config.warmup_steps} random warm-up steps) of "
                 f"{run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core CPU).")
-  start = time.perf_counter()
-  summary["datasets"] = mujoco_datasets.write_all(
+  return write_datasets(env_id, outdir, run, summary, lambda: mujoco_datasets.write_all(
       env_name, run, snapshots, num_transitions=settings["num_transitions"],
       ref_episodes=FLAGS.ref_episodes, seed=FLAGS.seed, train_text=train_text,
-      kinds=FLAGS.kinds, learning_from=config.warmup_steps, log=log)
-  summary["dataset_seconds"] = time.perf_counter() - start
-  summary["total_seconds"] = run.seconds + summary["dataset_seconds"]
-  with open(os.path.join(outdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  log(f"{env_id}: datasets written in {summary['dataset_seconds']:.0f}s; total wall time "
-      f"{summary['total_seconds']:.0f}s")
-  return summary
+      kinds=FLAGS.kinds, learning_from=config.warmup_steps, log=log))
 
 
 def run_discrete_env(env_name: str) -> dict:
   """run_env for a Discrete-action environment: online DQN, Q-network snapshots."""
-  import jax
   from cql_jax.makers import discrete_datasets
   from cql_jax.makers import online_dqn
 
@@ -153,35 +175,15 @@ def run_discrete_env(env_name: str) -> dict:
       config[name] = FLAGS[name].value
   target = FLAGS.target_return if given("target_return") else spec.target_return
   num_transitions = FLAGS.num_transitions if given("num_transitions") else spec.num_transitions
-  snapshots, reached = [], {}
-
-  def on_eval(step, state, info):
-    snapshots.append({"step": step, "seconds": info["seconds"], "mean_return": info["mean_return"],
-                      "params": jax.device_get(state.params)})
-    if not reached and info["mean_return"] >= target:
-      reached.update(step=step, seconds=info["seconds"], mean_return=info["mean_return"])
-      log(f"{env_id}: target {target} reached at step {step}, {info['seconds']:.0f}s")
+  snapshots, reached, on_eval = eval_recorder(env_id, target, "params",
+                                              lambda state: state.params)
 
   max_minutes = FLAGS.max_minutes if given("max_minutes") else DISCRETE_MAX_MINUTES
   log(f"{env_id}: DQN for up to {config.total_steps} steps / {max_minutes} min\n{config}")
   run = online_dqn.train_online(env_id, config, seed=FLAGS.seed,
                                 max_seconds=60 * max_minutes, record_episodes=True,
                                 on_eval=on_eval, log=lambda m: log(f"{env_id}: {m}"))
-  best = max(snapshots, key=lambda s: s["mean_return"])
-  log(f"{env_id}: trained {run.env_steps} steps in {run.seconds:.0f}s "
-      f"({run.env_steps / run.seconds:.0f} steps/s); best eval {best['mean_return']:.1f} at step "
-      f"{best['step']}; target {target} " + (f"reached at step {reached['step']}" if reached
-                                             else "NOT reached"))
-  with open(os.path.join(outdir, "snapshots.pkl"), "wb") as f:
-    pickle.dump(snapshots, f)
-  summary = {
-      "env_id": env_id, "seed": FLAGS.seed, "config": config.to_dict(),
-      "train_steps": run.env_steps, "train_seconds": run.seconds,
-      "target_return": target, "target_reached": reached or None,
-      "evals": [{k: v for k, v in s.items() if k != "params"} for s in snapshots],
-      "train_episode_returns": run.train_returns.tolist(),
-      "train_episode_end_steps": run.train_end_steps.tolist(),
-  }
+  summary = training_summary(env_id, outdir, run, config, snapshots, reached, target, "params")
   dqn = "Double DQN" if config.double_dqn else "DQN"
   train_text = (f"Behaviour policies from one online {dqn} run (cql_jax.makers.online_dqn, seed "
                 f"{FLAGS.seed}, {'x'.join(map(str, config.hidden_sizes))} MLP, Huber loss, hard "
@@ -191,17 +193,10 @@ def run_discrete_env(env_name: str) -> dict:
                 f"{config.epsilon_fraction:.0%} of steps, {config.warmup_steps} random warm-up "
                 f"steps) of {run.env_steps} env steps ({run.seconds:.0f} s on a shared 2-core "
                 "CPU).")
-  start = time.perf_counter()
-  summary["datasets"] = discrete_datasets.write_all(
+  return write_datasets(env_id, outdir, run, summary, lambda: discrete_datasets.write_all(
       env_name, run, snapshots, num_transitions=num_transitions, ref_episodes=FLAGS.ref_episodes,
-      seed=FLAGS.seed, train_text=train_text, kinds=FLAGS.kinds, log=log)
-  summary["dataset_seconds"] = time.perf_counter() - start
-  summary["total_seconds"] = run.seconds + summary["dataset_seconds"]
-  with open(os.path.join(outdir, "summary.json"), "w") as f:
-    json.dump(summary, f, indent=1)
-  log(f"{env_id}: datasets written in {summary['dataset_seconds']:.0f}s; total wall time "
-      f"{summary['total_seconds']:.0f}s")
-  return summary
+      seed=FLAGS.seed, train_text=train_text, kinds=FLAGS.kinds, log=log))
+
 
 def plot_learners(env_names, workdir) -> str:
   """One panel per environment: the learner's evaluation return against environment steps,
