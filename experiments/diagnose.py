@@ -325,12 +325,7 @@ def plot_scores(records: dict, panels, out_path, workdirs: str, labels=None) -> 
     ax.set_ylabel("normalized score")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  out_path = pathlib.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out_path, dpi=110)
-  plt.close(fig)
-  return out_path
+  return plot.save_figure(fig, out_path, dpi=110)
 
 
 def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
@@ -338,6 +333,7 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from experiments import plot
 
   labels = labels or {}
   names = [n for n in names if n in records]
@@ -371,12 +367,7 @@ def plot_q(records: dict, names, out_path, labels=None) -> pathlib.Path:
     ax.set_xlabel("gradient steps")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
-  fig.tight_layout()
-  out_path = pathlib.Path(out_path)
-  out_path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out_path, dpi=110)
-  plt.close(fig)
-  return out_path
+  return plot.save_figure(fig, out_path, dpi=110)
 
 
 if __name__ == "__main__":

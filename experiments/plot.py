@@ -116,10 +116,17 @@ def plot_curves(groups: Dict[str, Sequence], out_path, metric: str = DEFAULT_MET
   for ax in list(axes.flat)[len(curves):]:
     ax.axis("off")
   fig.suptitle(f"{metric}: mean ± std over seeds", fontsize=10)
+  return save_figure(fig, out_path, dpi=120)
+
+
+def save_figure(fig, out_path, dpi: int) -> pathlib.Path:
+  """Lays out `fig`, writes it to `out_path` (making its folder) and closes it, so a script
+  that draws many figures does not keep them all in memory."""
+  import matplotlib.pyplot as plt
   fig.tight_layout()
   out_path = pathlib.Path(out_path)
   out_path.parent.mkdir(parents=True, exist_ok=True)
-  fig.savefig(out_path, dpi=120)
+  fig.savefig(out_path, dpi=dpi)
   plt.close(fig)
   return out_path
 
