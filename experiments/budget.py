@@ -108,6 +108,13 @@ def finished_results(workdir, config: ml_collections.ConfigDict, seeds) -> Optio
   return results if same and results["num_steps"] == config.num_steps else None
 
 
+def run_results(config: ml_collections.ConfigDict, workdir, seeds) -> dict:
+  """results.json of this run: the finished one in `workdir` if there is one, else trained (or
+  resumed) now."""
+  results = finished_results(workdir, config, seeds)
+  return train(config, workdir, seeds).results if results is None else results
+
+
 def train(config: ml_collections.ConfigDict, workdir, seeds, progress: bool = False
           ) -> runner.RunResult:
   """runner.train_and_evaluate, resuming whatever `workdir` holds of this run.

@@ -33,6 +33,7 @@ import numpy as np
 # JAX-heavy modules (configs, variants) are imported where used, so --help is quick.
 from experiments import budget as budget_lib
 from experiments import compare
+from experiments import recipe_table
 from experiments import results_md
 
 # name -> (variant of cql_jax.continuous.variants, {agent key: value}) on control_agent_config.
@@ -60,72 +61,60 @@ def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
   return budget_lib.run_config(control.get_config(f"{env}-{kind}"), agent, budget)
 
 
+def datasets(split: str, kinds, workdir):
+  """(env, kind, the dataset's folder of runs) for every dataset of the split, in table order."""
+  from cql_jax.configs import control
+  root = pathlib.Path(workdir) / split
+  for env in control.DEV if split == "dev" else control.TEST:
+    for kind in kinds:
+      yield env, kind, root / env / kind
+
+
 def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, workdir,
               log=print) -> Dict:
   """Trains what is missing; returns {(env, kind): {"behaviour": x, label: [scores per seed]}}."""
-  from cql_jax.configs import control
   from experiments import peer
-  envs = control.DEV if split == "dev" else control.TEST
-  root = pathlib.Path(workdir) / split
   table = {}
-  for env in envs:
-    for kind in kinds:
-      row = {}
-      first_dir = None
-      for recipe in recipes:
-        config = run_config(env, kind, recipe, budget)
-        path = root / env / kind / recipe
-        results = budget_lib.finished_results(path, config, budget.seeds)
-        if results is None:
-          results = budget_lib.train(config, path, budget.seeds).results
-        row[recipe] = results["final"]["eval/normalized_score"]
-        first_dir = first_dir or path
-        log(f"{env} {kind} {recipe}: {np.mean(row[recipe]):.1f} ± {np.std(row[recipe]):.1f}")
-        if "behaviour" not in row:
-          row["behaviour"] = compare.behaviour_score(config)
-      if peers:
-        found = peer.run(root / env / kind / "d3rlpy", peers, like=str(first_dir), log=log)
-        for algo, results in found.items():
-          row[PEER_LABELS[algo]] = results["final"]["eval/normalized_score"]
-      table[(env, kind)] = row
+  for env, kind, folder in datasets(split, kinds, workdir):
+    row = {}
+    first_dir = None
+    for recipe in recipes:
+      config = run_config(env, kind, recipe, budget)
+      path = folder / recipe
+      results = budget_lib.run_results(config, path, budget.seeds)
+      row[recipe] = results["final"]["eval/normalized_score"]
+      first_dir = first_dir or path
+      log(f"{env} {kind} {recipe}: {np.mean(row[recipe]):.1f} ± {np.std(row[recipe]):.1f}")
+      if "behaviour" not in row:
+        row["behaviour"] = compare.behaviour_score(config)
+    if peers:
+      found = peer.run(folder / "d3rlpy", peers, like=str(first_dir), log=log)
+      for algo, results in found.items():
+        row[PEER_LABELS[algo]] = results["final"]["eval/normalized_score"]
+    table[(env, kind)] = row
   return table
 
 
 def collect(split: str, recipes, peers, kinds, workdir) -> Dict:
   """run_split's table from the runs that have finished, training nothing (missing: absent)."""
-  from cql_jax.configs import control
-  envs = control.DEV if split == "dev" else control.TEST
-  root = pathlib.Path(workdir) / split
   table = {}
-  for env in envs:
-    for kind in kinds:
-      row = {}
-      for recipe in recipes:
-        path = root / env / kind / recipe / "results.json"
-        if path.exists():
-          row[recipe] = json.loads(path.read_text())["final"]["eval/normalized_score"]
-          if "behaviour" not in row:
-            config = ml_collections.ConfigDict(json.loads(
-                (path.parent / "config.json").read_text())["config"])
-            row["behaviour"] = compare.behaviour_score(config)
-      for algo in peers:
-        path = root / env / kind / "d3rlpy" / algo / "results.json"
-        if path.exists():
-          row[PEER_LABELS[algo]] = json.loads(path.read_text())["final"]["eval/normalized_score"]
-      if row:
-        table[(env, kind)] = row
+  for env, kind, folder in datasets(split, kinds, workdir):
+    row = {}
+    for recipe in recipes:
+      path = folder / recipe / "results.json"
+      if path.exists():
+        row[recipe] = json.loads(path.read_text())["final"]["eval/normalized_score"]
+        if "behaviour" not in row:
+          config = ml_collections.ConfigDict(json.loads(
+              (path.parent / "config.json").read_text())["config"])
+          row["behaviour"] = compare.behaviour_score(config)
+    for algo in peers:
+      path = folder / "d3rlpy" / algo / "results.json"
+      if path.exists():
+        row[PEER_LABELS[algo]] = json.loads(path.read_text())["final"]["eval/normalized_score"]
+    if row:
+      table[(env, kind)] = row
   return table
-
-
-def markdown(table: Dict, columns) -> str:
-  rows = ["| dataset | behaviour | " + " | ".join(columns) + " |",
-          "|---|---:|" + "---:|" * len(columns)]
-  for (env, kind), row in table.items():
-    cells = [f"{np.mean(row[c]):.1f} ± {np.std(row[c]):.1f}" if c in row else "—"
-             for c in columns]
-    behaviour = f"{row['behaviour']:.1f}" if "behaviour" in row else "—"
-    rows.append(f"| {env} {kind} | {behaviour} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
 
 
 def main(argv):
@@ -139,12 +128,8 @@ def main(argv):
   run = collect if FLAGS.collect_only else functools.partial(run_split, budget=budget)
   table = run(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, workdir=FLAGS.workdir)
   columns = list(FLAGS.recipes) + [PEER_LABELS[a] for a in FLAGS.peers]
-  text = markdown(table, columns)
-  print(text)
-  out = pathlib.Path(FLAGS.workdir) / FLAGS.split / "table.md"
-  out.write_text(text + "\n")
-  (out.parent / "table.json").write_text(json.dumps(
-      {f"{e} {k}": row for (e, k), row in table.items()}, indent=1))
+  recipe_table.publish(recipe_table.markdown(table, columns), FLAGS.workdir, FLAGS.split,
+                       "table.json", {f"{e} {k}": row for (e, k), row in table.items()})
 
 
 def define_flags() -> None:

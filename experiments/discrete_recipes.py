@@ -30,6 +30,7 @@ import numpy as np
 from cql_jax.makers import discrete_datasets
 from experiments import budget as budget_lib
 from experiments import compare
+from experiments import recipe_table
 
 # The discrete default before this comparison: a hard target update every 2000 gradient steps.
 # Pinned in the recipes compared against it so their runs keep one config as the default moves.
@@ -89,9 +90,7 @@ def run(split: str, envs: Sequence[str], kinds: Sequence[str], recipes: Sequence
         if report_only:
           results = json.loads((path / "results.json").read_text())
         else:
-          results = budget_lib.finished_results(path, config, budget.seeds)
-        if results is None:
-          results = budget_lib.train(config, path, budget.seeds).results
+          results = budget_lib.run_results(config, path, budget.seeds)
         r = compare.record(results, config)
         records.setdefault((env, kind), {})[recipe] = r
         s = np.asarray(r["scores"])
@@ -102,13 +101,10 @@ def run(split: str, envs: Sequence[str], kinds: Sequence[str], recipes: Sequence
 
 
 def table(records, behaviour, recipes) -> str:
-  rows = ["| dataset | behaviour | " + " | ".join(recipes) + " |",
-          "|---|---:|" + "---:|" * len(recipes)]
-  for (env, kind), by_recipe in records.items():
-    cells = [f"{np.mean(by_recipe[r]['scores']):.1f} ± {np.std(by_recipe[r]['scores']):.1f}"
-             for r in recipes]
-    rows.append(f"| {env} {kind} | {behaviour[(env, kind)]:.1f} | " + " | ".join(cells) + " |")
-  return "\n".join(rows)
+  """run's records and behaviour scores as recipe_table.markdown's table."""
+  return recipe_table.markdown(
+      {key: {"behaviour": behaviour[key], **{r: rec["scores"] for r, rec in by_recipe.items()}}
+       for key, by_recipe in records.items()}, recipes)
 
 
 def main(argv):
@@ -126,13 +122,10 @@ def main(argv):
     raise SystemExit(f"unknown --recipes {unknown}; choose from {list(RECIPES)}.")
   records, behaviour = run(FLAGS.split, envs, FLAGS.kinds, FLAGS.recipes, budget, FLAGS.workdir,
                            report_only=FLAGS.report_only)
-  text = table(records, behaviour, FLAGS.recipes)
-  print(text)
-  out = pathlib.Path(FLAGS.workdir) / FLAGS.split / "table.md"
-  out.write_text(text + "\n")
-  (out.parent / "records.json").write_text(json.dumps(
+  recipe_table.publish(
+      table(records, behaviour, FLAGS.recipes), FLAGS.workdir, FLAGS.split, "records.json",
       {f"{e}/{k}": {r: {"scores": v["scores"], "returns": v["returns"]} for r, v in d.items()}
-       for (e, k), d in records.items()}, indent=1))
+       for (e, k), d in records.items()})
 
 
 def define_flags() -> None:
