@@ -331,8 +331,8 @@ def exit_now(message: str, wait_for_others: bool = False) -> None:
   os._exit skips JAX's shutdown barrier, which would wait for a dead process until the
   heartbeat timeout and then abort with the coordination service's log. wait_for_others (an
   error every process raised, e.g. at start-up): first wait up to a minute for the others to
-  reach this point, so process 0, which hosts the coordinator, does not leave while the others
-  still read from it.
+  reach this point, then shut the distributed client down together, so process 0, which hosts
+  the coordinator, does not leave while the others still read from it.
   """
   import sys
   print(message, file=sys.stderr, flush=True)
@@ -340,6 +340,10 @@ def exit_now(message: str, wait_for_others: bool = False) -> None:
   if wait_for_others:
     try:
       meet("exit", timeout_seconds=60)
+      # Every process is here and alive, so the shutdown barrier cannot hang; without it
+      # process 0 could take the coordinator down while another still polls it, and that
+      # process's client aborts (status -6) instead of exiting with 1.
+      jax.distributed.shutdown()
     except Exception:  # pylint: disable=broad-except
       pass  # a process that is gone: leave anyway.
   os._exit(1)
