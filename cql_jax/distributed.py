@@ -26,7 +26,9 @@ import contextlib
 import hashlib
 import importlib.util
 import json
+import logging
 import os
+import threading
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
 import jax
@@ -92,7 +94,24 @@ def initialize(coordinator_address: Optional[str] = None, num_processes: Optiona
   jax.distributed.initialize(coordinator_address=coordinator_address,
                              num_processes=num_processes, process_id=process_id,
                              heartbeat_timeout_seconds=heartbeat_seconds)
+  threading.excepthook = quiet_lost_process_in_threads(threading.excepthook)
   return True
+
+
+def quiet_lost_process_in_threads(default_hook):
+  """A threading.excepthook: a lost process in a background thread is one log line, not a trace.
+
+  When a peer dies during a checkpoint save, orbax's save thread meets the broken collective
+  too and Python would print its traceback beside the one clear message of the main thread
+  (cli: "lost contact with another process"); anything else goes to `default_hook`.
+  """
+  def hook(args):
+    if args.exc_value is not None and is_lost_process(args.exc_value):
+      name = args.thread.name if args.thread is not None else "?"
+      logging.getLogger(__name__).info("thread %s stopped: %s", name, args.exc_value)
+      return
+    default_hook(args)
+  return hook
 
 
 def is_primary() -> bool:

@@ -57,3 +57,25 @@ def test_one_killed_process_stops_the_group_with_one_message(tmp_path, monkeypat
   err = capsys.readouterr().err
   assert err.count("was killed by SIGKILL") == 1, err
   assert "process 1 of 3" in err and "--resume" in err, err
+
+
+def test_a_lost_process_in_a_background_thread_prints_no_traceback(monkeypatch, capsys):
+  import threading
+  import jax
+  from cql_jax import distributed
+  monkeypatch.setattr(distributed, "is_multi_process", lambda: True)
+  seen = []
+  hook = distributed.quiet_lost_process_in_threads(seen.append)
+
+  def run(error):
+    def target():
+      raise error
+    monkeypatch.setattr(threading, "excepthook", hook)
+    thread = threading.Thread(target=target, name="save")
+    thread.start()
+    thread.join()
+
+  run(jax.errors.JaxRuntimeError("UNKNOWN: Gloo AllGather failed: Connection reset by peer"))
+  assert seen == [] and "Traceback" not in capsys.readouterr().err
+  run(ValueError("a bug of ours"))  # not a lost process: the default hook reports it.
+  assert [type(a.exc_value) for a in seen] == [ValueError]
