@@ -11,6 +11,10 @@ os.environ.setdefault("MINARI_DATASETS_PATH", str(_ROOT / "data" / "minari"))
 # entry point, simulated-device runs): a program any of them compiled loads instead of compiling.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", str(_ROOT / ".jax_cache"))
 os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
+# Compiling, not running, is most of a tiny test's time (tests/xla_flags.py); every subprocess a
+# test starts inherits this unless it sets XLA_FLAGS itself.
+from tests import xla_flags  # noqa: E402
+os.environ["XLA_FLAGS"] = xla_flags.fast_compile(os.environ.get("XLA_FLAGS", ""))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

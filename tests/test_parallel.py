@@ -8,6 +8,8 @@ import textwrap
 
 import pytest
 
+from tests import xla_flags
+
 # Simulated devices are threads: on a loaded 2-core machine one can reach a collective long
 # after the others, past XLA's default rendezvous timeout (seen: "only 7 of them arrived on
 # time"), so the test allows minutes.
@@ -74,7 +76,7 @@ _SCRIPT = textwrap.dedent("""
 
 def test_data_parallel_matches_single_device():
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(_ROOT),
-             XLA_FLAGS=f"--xla_force_host_platform_device_count=4 {SLOW_CPU_COLLECTIVES}")
+             XLA_FLAGS=xla_flags.fast_compile(f"--xla_force_host_platform_device_count=4 {SLOW_CPU_COLLECTIVES}"))
   out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
                        timeout=900, check=False)
   assert out.returncode == 0, out.stderr[-4000:]
