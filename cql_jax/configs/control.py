@@ -32,17 +32,18 @@ def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   """The continuous default recipe for these datasets at the short budgets a CPU affords.
 
   base.short_budget_agent_config (two layers of `hidden` units, critic lr 1e-3, actor lr 3e-4,
-  deterministic backup, fixed α = 5), unchanged: no candidate has yet been compared on DEV (the
-  dev runs did not fit this session's shared CPU; experiments/continuous_recipes.py runs them,
-  with the official code's BC warm-start `cql_bcwarm` as the first candidate).
+  deterministic backup, fixed α = 5), unchanged after the dev comparison at 10k steps, 4 seeds
+  (RESULTS.md, "The continuous recipe at 10k steps"): against the official code's BC warm-start
+  (`cql_bcwarm` in experiments/continuous_recipes.py) it is within a point on every dev dataset
+  (Pendulum me 98.7 vs 100.4, mr 101.2 vs 101.1; Reacher me 104.6 vs 104.9, mr 77.5 vs 77.5), so
+  dev gives no reason for the warm-start. Dev also shows a failure of both: Reacher medium-replay,
+  77.5 against BC's 89.0 (the critic still converging at 10k steps while the policy's entropy
+  collapses).
 
-  Evidence so far (RESULTS.md, "The continuous family"), TEST run once, not tuned: on
-  InvertedDoublePendulum medium-replay at 3k steps, 4 seeds, this scores 3.3 ± 0.4 against
-  BC 2.0 ± 0.3, d3rlpy 2.8.1 CQL 1.4 ± 0.2 and d3rlpy BC 2.0 ± 0.3 (the data: 1.0), ahead at
-  every evaluation after the first; all are near 0 at this budget, so the recipe itself is not
-  yet shown good, only not behind its peers there. On medium-expert (data 86.4) it FAILS: 1.9 ±
-  0.2 against BC 33.0 ± 27.1 at 3k steps (a critic of ~15 target updates on 1000-step
-  episodes, as on Hopper); not tuned on test.
+  TEST (InvertedDoublePendulum), run once per candidate, not tuned: medium-replay (data 1.0) CQL
+  44.1 ± 38.5 against BC 2.8 and d3rlpy's CQL; medium-expert (data 86.4) CQL 31.9 ± 36.0 against
+  BC 109.8 ± 0.0 and d3rlpy's CQL 1.9: the goal CQL ≥ BC FAILS there at this budget (one seed
+  of four reaches 94; the others balance for ~100 steps).
   """
   return base.short_budget_agent_config(hidden)
 
