@@ -40,7 +40,7 @@ from absl import flags
 
 FLAGS = flags.FLAGS
 ENV_NAMES = ("hopper", "halfcheetah", "walker2d", "pendulum-sac", "inverteddoublependulum",
-             "reacher")  # == mujoco_datasets.ENVS, listed here so --help needs no JAX import.
+             "reacher", "invertedpendulum")  # == mujoco_datasets.ENVS; here, --help needs no JAX.
 DISCRETE_ENV_NAMES = ("cartpole-dqn", "acrobot-dqn", "lunarlander-dqn")  # discrete_datasets.ENVS
 DISCRETE_MAX_MINUTES = 30.0  # DQN's wall-time cap when --max_minutes is unset.
 flags.DEFINE_list("env", ["hopper"], f"Environments: {', '.join(ENV_NAMES)}; discrete: "

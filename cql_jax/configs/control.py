@@ -11,6 +11,10 @@ with `python -m experiments.make_datasets --env=<env>`, minutes each):
   inverteddoublependulum   InvertedDoublePendulum-v5: |O| = 9, |A| = 1, up to 1000 steps,
                            terminates when the pole falls (as Hopper and Walker2d do), so the
                            data mixes short failed episodes with long balanced ones.
+  invertedpendulum         InvertedPendulum-v5: |O| = 4, |A| = 1, up to 1000 steps, 1 per step,
+                           terminates when the pole falls: a dev task with terminations, which
+                           Pendulum and Reacher lack (they could not tell recipes apart at 10k
+                           steps, while the test task could).
 
 Recipes are chosen on DEV only; TEST is run once per candidate recipe and never tuned on.
   python -m experiments.train --config=cql_jax/configs/control.py:reacher-medium-expert \\
@@ -23,8 +27,8 @@ import ml_collections
 from cql_jax.configs import base
 from cql_jax.makers import mujoco_datasets
 
-ENVS = ("pendulum-sac", "reacher", "inverteddoublependulum")
-DEV = ("pendulum-sac", "reacher")
+ENVS = ("pendulum-sac", "reacher", "invertedpendulum", "inverteddoublependulum")
+DEV = ("pendulum-sac", "reacher", "invertedpendulum")
 TEST = ("inverteddoublependulum",)
 
 

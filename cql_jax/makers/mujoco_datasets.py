@@ -30,7 +30,7 @@ if TYPE_CHECKING:  # only annotations use it; the runner imports this module for
 ENVS = {"hopper": "Hopper-v5", "halfcheetah": "HalfCheetah-v5", "walker2d": "Walker2d-v5",
         # "pendulum-sac": cql_jax/pendulum/ holds the scripted controllers' data (a test fixture).
         "pendulum-sac": "Pendulum-v1", "inverteddoublependulum": "InvertedDoublePendulum-v5",
-        "reacher": "Reacher-v5"}
+        "reacher": "Reacher-v5", "invertedpendulum": "InvertedPendulum-v5"}
 LOCOMOTION = ("hopper", "halfcheetah", "walker2d")
 
 
@@ -64,6 +64,9 @@ SETTINGS = {
     # Its evaluation return jumps from ~1300 to ~9360 (balanced to the time limit) in 2500 steps.
     "inverteddoublependulum": Settings(30_000, 5_000, 500, 15.0, 50_000, 9000.0, hidden=128),
     "reacher": Settings(30_000, 5_000, 2_500, 15.0, 50_000, -7.0, hidden=128),
+    # Terminates when the pole falls, 1 per step up to 1000: a return that jumps once SAC
+    # balances, so snapshots every 250 steps to catch a medium policy before it does.
+    "invertedpendulum": Settings(60_000, 2_000, 250, 10.0, 50_000, 1000.0, hidden=64),
 }
 KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
 VERSION = 0

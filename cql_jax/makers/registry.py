@@ -4,8 +4,8 @@ Four kinds of ids:
   generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN: scripted behaviour
              policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
   made       cql_jax/<env>/<kind>-vN for env in mujoco_datasets.ENVS (hopper, halfcheetah,
-             walker2d, pendulum-sac, inverteddoublependulum, reacher): the project's own data
-             from online SAC; and for env in discrete_datasets.ENVS (cartpole-dqn, acrobot-dqn,
+             walker2d, pendulum-sac, inverteddoublependulum, reacher, invertedpendulum): the
+             project's own data from online SAC; and for env in discrete_datasets.ENVS (cartpole-dqn, acrobot-dqn,
              lunarlander-dqn) from online DQN; too slow to make on demand and not downloadable,
              so made once with ``python -m experiments.make_datasets``.
   ogbench    OGBench single-task ids, <env>-<type>-singletask[-task<N>]-v0 (cql_jax.data.ogbench_io):
