@@ -45,7 +45,7 @@ def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   collapses).
 
   TEST (InvertedDoublePendulum), run once per candidate, not tuned: medium-replay (data 1.0) CQL
-  44.1 ± 38.5 against BC 2.8 and d3rlpy's CQL; medium-expert (data 86.4) CQL 31.9 ± 36.0 against
+  44.1 ± 38.5 against BC 2.8 and d3rlpy's CQL 5.2; medium-expert (data 86.4) CQL 31.9 ± 36.0 against
   BC 109.8 ± 0.0 and d3rlpy's CQL 1.9: the goal CQL ≥ BC FAILS there at this budget (one seed
   of four reaches 94; the others balance for ~100 steps).
   """
