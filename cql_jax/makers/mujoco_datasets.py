@@ -68,7 +68,7 @@ SETTINGS = {
     # balances, so snapshots every 250 steps to catch a medium policy before it does.
     "invertedpendulum": Settings(60_000, 2_000, 250, 10.0, 50_000, 1000.0, hidden=64),
 }
-KINDS = ("random", "medium", "expert", "medium-replay", "medium-expert")
+KINDS = generate.D4RL_KINDS
 VERSION = 0
 ROLLOUT_BATCH = 16
 
