@@ -76,7 +76,8 @@ _SCRIPT = textwrap.dedent("""
 
 def test_data_parallel_matches_single_device():
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(_ROOT),
-             XLA_FLAGS=xla_flags.fast_compile(f"--xla_force_host_platform_device_count=4 {SLOW_CPU_COLLECTIVES}"))
+             XLA_FLAGS=xla_flags.fast_compile(
+                 f"--xla_force_host_platform_device_count=4 {SLOW_CPU_COLLECTIVES}"))
   out = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True,
                        timeout=900, check=False)
   assert out.returncode == 0, out.stderr[-4000:]

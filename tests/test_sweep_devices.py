@@ -82,7 +82,8 @@ _SCRIPT = textwrap.dedent("""
 def test_sweep_on_eight_devices_compiles_once_and_matches_members_alone(family, tmp_path):
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(_ROOT),
              MINARI_DATASETS_PATH=str(tmp_path / "minari"),
-             XLA_FLAGS=xla_flags.fast_compile(f"--xla_force_host_platform_device_count=8 {SLOW_CPU_COLLECTIVES}"),
+             XLA_FLAGS=xla_flags.fast_compile(
+                 f"--xla_force_host_platform_device_count=8 {SLOW_CPU_COLLECTIVES}"),
              JAX_COMPILATION_CACHE_DIR=str(_ROOT / ".jax_cache"))
   out = subprocess.run([sys.executable, "-c", _SCRIPT, family, str(tmp_path)], env=env,
                        capture_output=True, text=True, timeout=1800, check=False)
