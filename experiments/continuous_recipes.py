@@ -5,7 +5,8 @@
       --workdir=runs/continuous-recipes
 
 Datasets: cql_jax/<env>/<kind>-v0 (cql_jax/configs/control.py; made by
-`python -m experiments.make_datasets --env=<env>`); --split picks control.DEV or control.TEST.
+`python -m experiments.make_datasets --env=<env>`); --split picks control.DEV or control.TEST,
+and --envs a subset of it (e.g. --split=dev --envs=invertedpendulum).
 Recipes are chosen on "dev" only; "test" is run once per candidate recipe and never tuned on.
 
 Each (env, kind, recipe) is one runner run in <workdir>/<split>/<env>/<kind>/<recipe>/ with the
@@ -61,21 +62,35 @@ def run_config(env: str, kind: str, recipe: str, budget: budget_lib.Budget
   return budget_lib.run_config(control.get_config(f"{env}-{kind}"), agent, budget)
 
 
-def datasets(split: str, kinds, workdir):
-  """(env, kind, the dataset's folder of runs) for every dataset of the split, in table order."""
+def split_envs(split: str, envs=None):
+  """The split's environments (control.DEV or control.TEST), or the subset `envs` of them."""
   from cql_jax.configs import control
+  members = control.DEV if split == "dev" else control.TEST
+  if not envs:
+    return members
+  outside = [e for e in envs if e not in members]
+  if outside:
+    raise ValueError(f"--envs: {', '.join(outside)} not in the {split} split; choose from "
+                     f"{', '.join(members)} (recipes are tuned on dev only, so a test "
+                     "environment cannot run as dev, nor the reverse).")
+  return tuple(e for e in members if e in envs)
+
+
+def datasets(split: str, kinds, workdir, envs=None):
+  """(env, kind, the dataset's folder of runs) for every dataset of the split (or of its subset
+  `envs`), in table order."""
   root = pathlib.Path(workdir) / split
-  for env in control.DEV if split == "dev" else control.TEST:
+  for env in split_envs(split, envs):
     for kind in kinds:
       yield env, kind, root / env / kind
 
 
 def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, workdir,
-              log=print) -> Dict:
+              envs=None, log=print) -> Dict:
   """Trains what is missing; returns {(env, kind): {"behaviour": x, label: [scores per seed]}}."""
   from experiments import peer
   table = {}
-  for env, kind, folder in datasets(split, kinds, workdir):
+  for env, kind, folder in datasets(split, kinds, workdir, envs):
     row = {}
     first_dir = None
     for recipe in recipes:
@@ -95,10 +110,10 @@ def run_split(split: str, recipes, peers, kinds, budget: budget_lib.Budget, work
   return table
 
 
-def collect(split: str, recipes, peers, kinds, workdir) -> Dict:
+def collect(split: str, recipes, peers, kinds, workdir, envs=None) -> Dict:
   """run_split's table from the runs that have finished, training nothing (missing: absent)."""
   table = {}
-  for env, kind, folder in datasets(split, kinds, workdir):
+  for env, kind, folder in datasets(split, kinds, workdir, envs):
     row = {}
     for recipe in recipes:
       path = folder / recipe / "results.json"
@@ -125,8 +140,13 @@ def main(argv):
   unknown = [r for r in FLAGS.recipes if r not in RECIPES]
   if unknown:
     raise SystemExit(f"--recipes: unknown {unknown}; choose from {', '.join(RECIPES)}.")
+  try:
+    split_envs(FLAGS.split, FLAGS.envs)
+  except ValueError as err:
+    raise SystemExit(str(err)) from None
   run = collect if FLAGS.collect_only else functools.partial(run_split, budget=budget)
-  table = run(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, workdir=FLAGS.workdir)
+  table = run(FLAGS.split, FLAGS.recipes, FLAGS.peers, FLAGS.datasets, workdir=FLAGS.workdir,
+              envs=FLAGS.envs)
   columns = list(FLAGS.recipes) + [PEER_LABELS[a] for a in FLAGS.peers]
   recipe_table.publish(recipe_table.markdown(table, columns), FLAGS.workdir, FLAGS.split,
                        "table.json", {f"{e} {k}": row for (e, k), row in table.items()})
@@ -138,6 +158,7 @@ def define_flags() -> None:
   flags.DEFINE_list("recipes", ["cql", "bc"], f"Recipes: {', '.join(RECIPES)}.")
   flags.DEFINE_list("peers", ["cql", "bc"], "d3rlpy algorithms (cql, bc); empty: none.")
   flags.DEFINE_list("datasets", list(KINDS), "Dataset kinds.")
+  flags.DEFINE_list("envs", [], "Environments of the split to run (default: all of them).")
   flags.DEFINE_string("workdir", "runs/continuous-recipes", "Root of the runs.")
   flags.DEFINE_bool("collect_only", False, "Train nothing: the table of the finished runs.")
   budget_lib.define_flags(num_steps=5000, num_seeds=4, eval_every=1000)

@@ -30,3 +30,12 @@ def test_recipes_differ_only_where_they_say():
 def test_unknown_variant_names_the_choices():
   with pytest.raises(ValueError, match="reacher-medium-replay"):
     control.get_config("reacher-mediumreplay")
+
+
+def test_envs_pick_a_subset_of_the_split_and_refuse_the_other_split():
+  assert continuous_recipes.split_envs("dev") == control.DEV
+  picked = [env for env, _, _ in continuous_recipes.datasets(
+      "dev", ["medium-replay"], "runs", envs=[control.DEV[-1], control.DEV[0]])]
+  assert picked == [control.DEV[0], control.DEV[-1]]               # the split's order.
+  with pytest.raises(ValueError, match=f"{control.TEST[0]} not in the dev split"):
+    continuous_recipes.split_envs("dev", [control.TEST[0]])
