@@ -55,7 +55,9 @@ def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
   run once at 50k: CQL 99.4 ± 7.3 against BC 55.5 ± 31.6. So give this recipe ≥ 2.5 time
   constants (50k steps) on tasks with long episodes. The budget does not mend Reacher
   medium-replay (50k: CQL 74.2 ± 2.7 against BC 83.9 ± 2.6; at 10k 77.5 against 89.0), whose
-  critic has reached its fixed point by then: a different failure, still open. get_config keeps
+  critic passes the data's own value level (mean reward / (1−γ) = −81) at 30k and keeps falling
+  (−100 at 50k): not a young critic but an under-valuing one, a different failure, still open.
+  get_config keeps
   10k as its default until Pendulum has been run at 50k too.
 
   TEST (InvertedDoublePendulum), run once per candidate, not tuned: medium-replay (data 1.0) CQL
