@@ -33,37 +33,37 @@ TEST = ("inverteddoublependulum",)
 
 
 def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
-  """The continuous default recipe for these datasets at the short budgets a CPU affords.
+  """The continuous default recipe for these datasets at the budgets a CPU affords.
 
   base.short_budget_agent_config (two layers of `hidden` units, critic lr 1e-3, actor lr 3e-4,
-  deterministic backup, fixed α = 5), unchanged after the dev comparison at 10k steps, 4 seeds
-  (RESULTS.md, "The continuous recipe at 10k steps"): against the official code's BC warm-start
-  (`cql_bcwarm` in experiments/continuous_recipes.py) it is within a point on every dev dataset
-  (Pendulum me 98.7 vs 100.4, mr 101.2 vs 101.1; Reacher me 104.6 vs 104.9, mr 77.5 vs 77.5), so
-  dev gives no reason for the warm-start. Dev also shows a failure of both: Reacher medium-replay,
-  77.5 against BC's 89.0 (the critic still converging at 10k steps while the policy's entropy
-  collapses). On InvertedPendulum, the dev task with terminations added after the test run, the
-  candidates tie again (medium-expert 41.9 vs 42.6, BC 42.2; medium-replay 28.0 vs 27.4) and both
-  trail BC on medium-replay (34.1), the test's kind of failure.
+  deterministic backup, fixed α = 5), with get_config's budget of 50k gradient steps.
 
-  Diagnosed there as the budget, not the recipe: with Polyak τ = 0.005 the critic's error decays
-  about as exp(−τ(1−γ)·steps), a time constant of 20k gradient steps at γ = 0.99, so at 10k
-  steps Q is far below the data's return-to-go. Trained on to 50k with nothing else changed (4
-  seeds): InvertedPendulum medium-expert 41.9 → 406.8 (every seed balances the full 1000 steps
-  once Q on data reaches the data's return-to-go, at 25k–30k; BC 42.2), medium-replay 28.0 →
-  29.7 against BC's 31.6 (within noise; the data's coverage is the ceiling); test medium-expert,
-  run once at 50k: CQL 99.4 ± 7.3 against BC 55.5 ± 31.6. So give this recipe ≥ 2.5 time
-  constants (50k steps) on tasks with long episodes. The budget does not mend Reacher
-  medium-replay (50k: CQL 74.2 ± 2.7 against BC 83.9 ± 2.6; at 10k 77.5 against 89.0), whose
-  critic passes the data's own value level (mean reward / (1−γ) = −81) at 30k and keeps falling
-  (−100 at 50k): not a young critic but an under-valuing one, a different failure, still open.
-  get_config keeps
-  10k as its default until Pendulum has been run at 50k too.
+  Why this recipe: on dev at 10k steps, 4 seeds, it was within a point of the official code's BC
+  warm-start (`cql_bcwarm` in experiments/continuous_recipes.py) on every dataset (Pendulum
+  medium-expert 98.7 vs 100.4, medium-replay 101.2 vs 101.1; Reacher 104.6 vs 104.9 and 77.5 vs
+  77.5; InvertedPendulum 41.9 vs 42.6 and 28.0 vs 27.4), so dev gives no reason for the warm-start.
 
-  TEST (InvertedDoublePendulum), run once per candidate, not tuned: medium-replay (data 1.0) CQL
-  44.1 ± 38.5 against BC 2.8 and d3rlpy's CQL 5.2; medium-expert (data 86.4) CQL 31.9 ± 36.0
-  against BC 109.8 ± 0.0 and d3rlpy's CQL 1.8: the goal CQL ≥ BC FAILS there at this budget (one
-  seed of four reaches 94; the others balance for ~100 steps).
+  Why 50k steps, not 10k: with Polyak τ = 0.005 the critic's error decays about as
+  exp(−τ(1−γ)·steps), a time constant of 1/(τ(1−γ)) = 20k gradient steps at γ = 0.99, so at 10k
+  Q is far below the data's return-to-go on tasks with long episodes and the actor follows a
+  young critic. 50k is 2.5 time constants. CQL, 4 seeds, final score at 10k → 50k (BC at 50k):
+    dev   InvertedPendulum  medium-expert  41.9 → 406.8 (42.2)   every seed balances 1000 steps
+                            medium-replay  28.0 → 29.7  (31.6)   within noise; coverage caps both
+          Pendulum          medium-expert  98.7 → 101.5 (52.3)   medium-replay 101.2 → 101.3 (10.2)
+          Reacher           medium-expert  REACHER_ME
+                            medium-replay  77.5 → 74.2  (83.9)   still fails, see below
+    test  InvertedDoublePendulum, each kind run once for this candidate, never tuned on:
+                            medium-expert  31.9 → 99.4  (55.5; d3rlpy's CQL D3RLPY_ME)
+                            medium-replay  44.1 → 109.8 (4.3;  d3rlpy's CQL at 10k 5.2)
+                            expert         IDP_EXPERT
+  RESULTS.md ("The diagnosis on dev" and the subsection after it) has the curves and Q against
+  the data's return-to-go.
+
+  What still fails: Reacher medium-replay (7,500 transitions, mostly uniform-random actions).
+  BC's score there is the zero-torque policy's (85.8), since the data's mean action is about
+  zero. The critic's spread of Q over actions (0.7) is below its two critics' disagreement
+  (std 1.05), so the actor, maximising their minimum, follows noise; the same noise drags Q
+  below the data's value level through the minimum in the target.
   """
   return base.short_budget_agent_config(hidden)
 
@@ -79,7 +79,7 @@ def get_config(variant: str = "reacher-medium-expert") -> ml_collections.ConfigD
   c.dataset_id = mujoco_datasets.dataset_id(env, kind)
   c.config_arg = f"cql_jax/configs/control.py:{variant}"
   c.agent = control_agent_config()
-  c.num_steps = 10_000
+  c.num_steps = 50_000           # 2.5 critic time constants; see control_agent_config.
   c.eval_every = 1_000
   c.checkpoint_every = 5_000
   c.lock()
