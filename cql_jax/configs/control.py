@@ -50,12 +50,13 @@ def control_agent_config(hidden: int = 64) -> ml_collections.ConfigDict:
     dev   InvertedPendulum  medium-expert  41.9 → 406.8 (42.2)   every seed balances 1000 steps
                             medium-replay  28.0 → 29.7  (31.6)   within noise; coverage caps both
           Pendulum          medium-expert  98.7 → 101.5 (52.3)   medium-replay 101.2 → 101.3 (10.2)
-          Reacher           medium-expert  REACHER_ME
+          Reacher           medium-expert  104.6 → 105.1 (105.0)
                             medium-replay  77.5 → 74.2  (83.9)   still fails, see below
     test  InvertedDoublePendulum, each kind run once for this candidate, never tuned on:
-                            medium-expert  31.9 → 99.4  (55.5; d3rlpy's CQL D3RLPY_ME)
+                            medium-expert  31.9 → 99.4  (55.5; d3rlpy's CQL 1.6, its BC 93.5)
                             medium-replay  44.1 → 109.8 (4.3;  d3rlpy's CQL at 10k 5.2)
-                            expert         IDP_EXPERT
+                            expert         109.8 → 107.1 (109.8) within noise at the end, with
+                                           a mid-run dip on one seed (20k–37k)
   RESULTS.md ("The diagnosis on dev" and the subsection after it) has the curves and Q against
   the data's return-to-go.
 
