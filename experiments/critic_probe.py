@@ -69,7 +69,9 @@ def probe(workdir: str, step: int, num_states: int = 4096, num_uniform: int = 64
     q_pi, q_centre = q(jnp.tanh(mean)).min(0), q(jnp.zeros_like(a_data)).min(0)
     return {"q_pi": q_pi.mean(), "q_centre": q_centre.mean(), "q_data": q_data.min(0).mean(),
             "q_best_unif": q_unif.max(0).mean(), "spread": q_unif.std(0).mean(),
-            "pi_wins": (q_pi > q_centre).mean(), "disagree": jnp.std(q_data[0] - q_data[1])}
+            "pi_wins": (q_pi > q_centre).mean(),
+            # A single critic has no one to disagree with.
+            "disagree": jnp.std(q_data[0] - q_data[1]) if len(q_data) > 1 else jnp.nan}
 
   out = jax.jit(jax.vmap(member))(state.actor_params, state.critic_params)
   return {k: np.asarray(v) for k, v in out.items()}, run.members
