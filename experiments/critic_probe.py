@@ -36,6 +36,7 @@ def probe(workdir: str, step: int, num_states: int = 4096, num_uniform: int = 64
   import jax.numpy as jnp
   from cql_jax import agents, checkpoints, runner, selection, sweep
   from cql_jax.continuous import networks as cnet
+  from cql_jax.data import buffer
   run = selection.load_run(workdir)
   if agents.is_discrete_config(run.config.agent):
     raise SystemExit(f"error: {workdir} is a discrete run; this probe reads continuous critics.")
@@ -50,12 +51,12 @@ def probe(workdir: str, step: int, num_states: int = 4096, num_uniform: int = 64
     state = ckpt.restore(state, step)[0]
   finally:
     ckpt.close()
-  t = dataset.transitions
+  # The actions the critics were trained on: in [-1, 1], as the agent scales them.
+  t = buffer.scale_actions(dataset.transitions, dataset.action_low, dataset.action_high)
   rng = np.random.default_rng(0)
   idx = rng.choice(len(t.obs), min(num_states, len(t.obs)), replace=False)
   obs = jnp.asarray(t.obs[idx], jnp.float32)
-  low, high = dataset.action_low, dataset.action_high
-  a_data = jnp.asarray(2 * (t.action[idx] - low) / (high - low) - 1, jnp.float32)
+  a_data = jnp.asarray(t.action[idx], jnp.float32)
   uniform = jnp.asarray(rng.uniform(-1, 1, (num_uniform,) + a_data.shape), jnp.float32)
   actor = cnet.TanhGaussianActor(a_data.shape[-1], tuple(c.actor_hidden_sizes), c.log_std_min,
                                  c.log_std_max)
