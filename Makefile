@@ -10,10 +10,14 @@ TEST_WORKERS ?= 2
 
 .PHONY: venv peer-venv demo test test-fast clean
 
+# --no-compile: pip would byte-compile every installed module (half of a fresh install's time,
+# 138 s against 65 s here); Python compiles the few it imports on first use instead.
+PIP := $(PY) -m pip install -q --disable-pip-version-check --no-compile
+
 $(STAMP): requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	$(PIP) -r requirements.txt
+	$(PIP) --no-deps -e .
 	touch $(STAMP)
 
 venv: $(STAMP)

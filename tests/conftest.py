@@ -14,7 +14,8 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.5")
 # Compiling, not running, is most of a tiny test's time (tests/xla_flags.py); every subprocess a
 # test starts inherits this unless it sets XLA_FLAGS itself.
 from tests import xla_flags  # noqa: E402
-os.environ["XLA_FLAGS"] = xla_flags.fast_compile(os.environ.get("XLA_FLAGS", ""))
+os.environ["XLA_FLAGS"] = xla_flags.fast_compile(xla_flags.single_thread_eigen(
+    os.environ.get("XLA_FLAGS", "")))
 
 import jax  # noqa: E402
 import pytest  # noqa: E402
