@@ -47,6 +47,9 @@ def define_flags() -> None:
   flags.DEFINE_list("kinds", ["medium-replay", "medium-expert"], "dataset kinds")
   flags.DEFINE_list("methods", ["calql", "cql", "sac"], "calql, cql, sac")
   flags.DEFINE_list("seeds", ["0", "1", "2"], "seeds, vmapped in one program per run")
+  flags.DEFINE_integer("hidden", 0, "0: the domain config's own networks; N: the short-budget "
+                       "recipe (base.short_budget_agent_config) with two layers of N units, "
+                       "what a CPU affords on MuJoCo data")
   flags.DEFINE_integer("offline_steps", 6000, "gradient steps before the online phase")
   flags.DEFINE_integer("online_steps", 6000, "environment steps per seed")
   flags.DEFINE_integer("random_steps", 1000, "uniform random actions first (sac only)")
@@ -62,17 +65,22 @@ def define_flags() -> None:
 LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
 
 
-def domain_config(env: str, kind: str):
-  from cql_jax.configs import classic, locomotion
+def domain_config(env: str, kind: str, hidden: int = 0):
+  from cql_jax.configs import base, classic, locomotion
   if env == "pendulum":
-    return classic.get_config(kind)
-  return locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
+    c = classic.get_config(kind)
+  else:
+    c = locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
+  if hidden:
+    with c.unlocked():
+      c.agent = base.short_budget_agent_config(hidden)
+  return c
 
 
 def run_config(env: str, kind: str, method: str):
   """The runner config of one (kind, method)."""
   from cql_jax.configs import base
-  c = domain_config(env, kind)
+  c = domain_config(env, kind, FLAGS.hidden)
   offline = FLAGS.offline_steps
   common = {
       "online.steps": FLAGS.online_steps, "online.eval_every": FLAGS.eval_every,
@@ -80,7 +88,9 @@ def run_config(env: str, kind: str, method: str):
       "eval_episodes": 10, "log.tensorboard": False, "selection.statistics": False,
   }
   if method in ("calql", "cql"):
-    return base.override(c, {**common, "num_steps": offline, "eval_every": offline // 3,
+    chunk = c.steps_per_chunk  # the runner's schedule is in whole compiled chunks
+    third = max(chunk, offline // 3 // chunk * chunk)
+    return base.override(c, {**common, "num_steps": offline, "eval_every": third,
                              "checkpoint_every": offline,
                              "agent.cql.calibrated": method == "calql"})
   if method == "sac":
