@@ -282,15 +282,24 @@ def offline_series(run: Run) -> Dict[str, np.ndarray]:
                                         for n in names}}
 
 
-def restore_policies(run: Run, agent, steps: Sequence[int]):
-  """[len(steps) * M]-stacked policy parameters (checkpoint-major) of the run's members."""
+def restore_states(run: Run, agent, steps: Sequence[int]) -> list:
+  """The run's [M]-stacked member train states at each of `steps` (offline checkpoints), in order.
+
+  agent: the run's agent (agents.make_agent of its config and data), which gives the states'
+  structure and shapes.
+  """
   state, _ = sweep.init_members(agent, run.plan)
-  field = "params" if agents.is_discrete_config(run.config.agent) else "actor_params"
   ckpt = checkpoints.Checkpointer(run.workdir / "checkpoints", 1_000_000)
   try:
-    parts = [getattr(ckpt.restore(state, step)[0], field) for step in steps]
+    return [ckpt.restore(state, step)[0] for step in steps]
   finally:
     ckpt.close()
+
+
+def restore_policies(run: Run, agent, steps: Sequence[int]):
+  """[len(steps) * M]-stacked policy parameters (checkpoint-major) of the run's members."""
+  field = "params" if agents.is_discrete_config(run.config.agent) else "actor_params"
+  parts = [getattr(state, field) for state in restore_states(run, agent, steps)]
   return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 

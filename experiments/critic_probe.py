@@ -34,7 +34,7 @@ def probe(workdir: str, step: int, num_states: int = 4096, num_uniform: int = 64
   """{statistic: [M]} of the module docstring for the run at `workdir`, checkpoint `step`."""
   import jax
   import jax.numpy as jnp
-  from cql_jax import agents, checkpoints, runner, selection, sweep
+  from cql_jax import agents, runner, selection
   from cql_jax.continuous import networks as cnet
   from cql_jax.data import buffer
   run = selection.load_run(workdir)
@@ -45,12 +45,7 @@ def probe(workdir: str, step: int, num_states: int = 4096, num_uniform: int = 64
                      f"{run.checkpoint_steps}.")
   c = run.config.agent
   dataset = runner.load_data(run.config)
-  state, _ = sweep.init_members(agents.make_agent(c, dataset), run.plan)
-  ckpt = checkpoints.Checkpointer(run.workdir / "checkpoints", 1_000_000)
-  try:
-    state = ckpt.restore(state, step)[0]
-  finally:
-    ckpt.close()
+  state, = selection.restore_states(run, agents.make_agent(c, dataset), [step])
   # The actions the critics were trained on: in [-1, 1], as the agent scales them.
   t = buffer.scale_actions(dataset.transitions, dataset.action_low, dataset.action_high)
   rng = np.random.default_rng(0)
