@@ -1,1 +1,1 @@
-"""Speed benchmarks (issue 9); run as scripts, not imported by the library."""
+"""Speed benchmarks; run as scripts, not imported by the library."""

@@ -1,4 +1,4 @@
-"""Gradient steps per second, FLOPs per step and the matmul roofline for cql_jax (issue 9).
+"""Gradient steps per second, FLOPs per step and the matmul roofline for cql_jax.
 
 Usage (from the repo root):
   PYTHONPATH=$PWD python benchmarks/throughput.py                       # everything

@@ -1,4 +1,4 @@
-"""Critic's feature-major layout and low-precision matmul option (issue 9 speed work)."""
+"""Critic's feature-major layout and low-precision matmul option."""
 import jax
 import jax.numpy as jnp
 import numpy as np

@@ -94,7 +94,7 @@ class Critic(nn.Module):
   every matmul of the backward pass, the weight gradient Σ_m x_m δ_mᵀ included, contracts the
   contiguous B·N axis of both operands, so XLA:CPU needs no transposed copy of a [B·N, H]
   activation and hands every large dot to its fast matmul path (about 16% faster per critic
-  gradient on CPU; see BENCHMARKS.md, issue 9).
+  gradient on CPU; see BENCHMARKS.md, "Throughput and roofline").
 
   matmul_dtype: operand dtype of the torso's matmuls (e.g. jnp.bfloat16), accumulated in float32;
   None keeps float32 throughout. bfloat16 operands run the CPU matmuls about twice as fast on
