@@ -124,12 +124,32 @@ def make_eval_env(dataset, num_envs: int, vector_kwargs: Optional[dict] = None):
                  dataset.env_id, dataset.dataset_id)
   obs_keys = getattr(dataset, "obs_keys", None)
   if isinstance(env.single_observation_space, gym.spaces.Dict) or obs_keys is not None:
-    single = _flat_space(dataset)
-    env = gym.wrappers.vector.TransformObservation(
-        env, lambda obs: observations.flatten_observations(obs, obs_keys),
-        observation_space=gym.vector.utils.batch_space(single, num_envs),
-        single_observation_space=single)
+    env = _FlatObservations(env, obs_keys, _flat_space(dataset))
   return env
+
+
+class _FlatObservations(gym.vector.VectorWrapper):
+  """Flattens a vector env's observations with flatten_observations(obs, obs_keys).
+
+  Gymnasium's own observation wrappers refuse AutoresetMode.SAME_STEP (they would leave
+  info["final_obs"] untransformed), which online fine-tuning needs; here info passes through
+  unchanged and the fine-tuning loop flattens the final observations itself.
+  """
+
+  def __init__(self, env, obs_keys, single_space: gym.spaces.Box):
+    super().__init__(env)
+    self._obs_keys = obs_keys
+    self.single_observation_space = single_space
+    self.observation_space = gym.vector.utils.batch_space(single_space, env.num_envs)
+
+  def reset(self, *, seed=None, options=None):
+    obs, info = self.env.reset(seed=seed, options=options)
+    return observations.flatten_observations(obs, self._obs_keys), info
+
+  def step(self, actions):
+    obs, reward, terminated, truncated, info = self.env.step(actions)
+    return (observations.flatten_observations(obs, self._obs_keys), reward, terminated,
+            truncated, info)
 
 
 class EnvCheck(NamedTuple):

@@ -5,6 +5,9 @@ for Pendulum-v1. A policy is a NumPy function over a batch of observations,
 
     policy(obs: float32 [B, O], rng: np.random.Generator) -> actions [B, A],
 
+(for an environment with dict observations, obs is a dict of float32 [B, ...] arrays, and the
+datasets keep the dicts),
+
 returning actions in the environment's own units (Pendulum: torque in [-2, 2]).
 Several environments are stepped in lockstep so that one policy call serves B of
 them, which keeps generation cheap on a CPU.
@@ -63,13 +66,20 @@ def rollout_episodes(env_id: str, policy: Policy, num_episodes: int, *,
   try:
     records = rollout.run_episodes(
         env, lambda obs: policy(obs, rng), seeds, record=True, active_only=True,
-        obs_transform=lambda obs: np.asarray(obs, dtype=np.float32))
+        obs_transform=_float32)
   finally:
     env.close()
   return [EpisodeBuffer(id=i, seed=r.seed, observations=r.observations, actions=r.actions,
                         rewards=r.rewards.tolist(), terminations=r.terminations.tolist(),
                         truncations=r.truncations.tolist())
           for i, r in enumerate(records)]
+
+
+def _float32(obs):
+  """float32 observations; a dict observation (goal-conditioned mazes) stays a dict, per key."""
+  if isinstance(obs, dict):
+    return {k: _float32(v) for k, v in obs.items()}
+  return np.asarray(obs, dtype=np.float32)
 
 
 def episode_returns(episodes: Sequence) -> np.ndarray:

@@ -1,8 +1,9 @@
 """Where each dataset id comes from, and the one call that makes it available locally.
 
 Four kinds of ids:
-  generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN: scripted behaviour
-             policies, made here on demand in seconds (cql_jax.makers.pendulum / cartpole).
+  generated  cql_jax/pendulum/<kind>-vN, cql_jax/cartpole/<kind>-vN,
+             cql_jax/pointmaze/<kind>-vN: scripted behaviour policies, made here on demand in
+             seconds (cql_jax.makers.pendulum / cartpole / pointmaze).
   made       cql_jax/<env>/<kind>-vN for env in mujoco_datasets.ENVS (hopper, halfcheetah,
              walker2d, pendulum-sac, inverteddoublependulum, reacher, invertedpendulum): the
              project's own data from online SAC; and for env in discrete_datasets.ENVS (cartpole-dqn, acrobot-dqn,
@@ -27,9 +28,11 @@ from cql_jax.makers import cartpole
 from cql_jax.makers import discrete_datasets
 from cql_jax.makers import mujoco_datasets
 from cql_jax.makers import pendulum
+from cql_jax.makers import pointmaze
 
 LOCAL_NAMESPACE = "cql_jax"
-_GENERATED = {pendulum.NAMESPACE: pendulum, cartpole.NAMESPACE: cartpole}
+_GENERATED = {pendulum.NAMESPACE: pendulum, cartpole.NAMESPACE: cartpole,
+              pointmaze.NAMESPACE: pointmaze}
 GENERATED, MADE, MINARI, OGBENCH = "generated", "made", "minari", "ogbench"
 
 
@@ -100,6 +103,10 @@ def _generate(dataset_id: str, generation: Mapping) -> None:
     pendulum.ensure_pendulum_datasets(
         kinds=(name,), num_episodes=get("num_episodes", 100), seed=get("seed", 0),
         ref_episodes=get("ref_episodes", 100), version=int(version))
+  elif module is pointmaze:
+    pointmaze.ensure_pointmaze_datasets((name,), get("num_episodes", None), get("seed", 0),
+                                        ref_episodes=get("ref_episodes", 100),
+                                        version=int(version))
   else:
     cartpole.ensure_cartpole_datasets([name], get("num_episodes", None), get("seed", 0),
                                       ref_episodes=get("ref_episodes", 100), version=int(version))
