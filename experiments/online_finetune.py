@@ -42,7 +42,8 @@ FLAGS = flags.FLAGS
 
 def define_flags() -> None:
   """The script's flags, defined only when it runs, so the module imports beside others."""
-  flags.DEFINE_string("env", "pendulum", "pendulum, or a MuJoCo env the project made data for "
+  flags.DEFINE_string("env", "pendulum", "pendulum, pointmaze (sparse reward; data made on "
+                      "demand), or a MuJoCo env the project made data for "
                       "(hopper: cql_jax/hopper/<kind>-v0).")
   flags.DEFINE_list("kinds", ["medium-replay", "medium-expert"], "dataset kinds")
   flags.DEFINE_list("methods", ["calql", "cql", "sac"], "calql, cql, sac")
@@ -56,6 +57,8 @@ def define_flags() -> None:
   flags.DEFINE_integer("eval_every", 500, "environment steps between online evaluations")
   flags.DEFINE_integer("dip_window", 2000, "environment steps after the start to look for a drop")
   flags.DEFINE_float("target", 90.0, "normalized score whose first arrival is timed")
+  flags.DEFINE_integer("until", None, "summarise every run up to this many environment steps "
+                       "(runs of different online budgets compared over the same steps)")
   flags.DEFINE_string("workdir", "runs/finetune-pendulum", "where the runs live")
   flags.DEFINE_string("out", None, "summary directory (default: <workdir>/summary)")
   flags.DEFINE_bool("summarize_only", False, "only summarise the runs that exist")
@@ -66,9 +69,11 @@ LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
 
 
 def domain_config(env: str, kind: str, hidden: int = 0):
-  from cql_jax.configs import base, classic, locomotion
+  from cql_jax.configs import base, classic, locomotion, pointmaze
   if env == "pendulum":
     c = classic.get_config(kind)
+  elif env == "pointmaze":
+    c = pointmaze.get_config(kind)
   else:
     c = locomotion.get_config(f"{locomotion.OWN_PREFIX}{env}-{kind}")
   if hidden:
@@ -170,6 +175,8 @@ def summarize(out: pathlib.Path) -> None:
       if not (path / writers.METRICS_FILE).exists():
         continue
       steps, values = online_curve(path)
+      if FLAGS.until is not None:
+        steps, values = steps[steps <= FLAGS.until], values[steps <= FLAGS.until]
       if len(steps) < 2:
         continue
       m = measure(steps, values, FLAGS.dip_window, FLAGS.target)
