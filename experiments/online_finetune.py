@@ -55,6 +55,7 @@ def define_flags() -> None:
   flags.DEFINE_integer("online_steps", 6000, "environment steps per seed")
   flags.DEFINE_integer("random_steps", 1000, "uniform random actions first (sac only)")
   flags.DEFINE_integer("eval_every", 500, "environment steps between online evaluations")
+  flags.DEFINE_integer("eval_episodes", 10, "episodes per seed in every evaluation")
   flags.DEFINE_integer("dip_window", 2000, "environment steps after the start to look for a drop")
   flags.DEFINE_float("target", 90.0, "normalized score whose first arrival is timed")
   flags.DEFINE_integer("until", None, "summarise every run up to this many environment steps "
@@ -90,7 +91,7 @@ def run_config(env: str, kind: str, method: str):
   common = {
       "online.steps": FLAGS.online_steps, "online.eval_every": FLAGS.eval_every,
       "online.log_every": FLAGS.eval_every, "online.checkpoint_every": 2000,
-      "eval_episodes": 10, "log.tensorboard": False, "selection.statistics": False,
+      "eval_episodes": FLAGS.eval_episodes, "log.tensorboard": False, "selection.statistics": False,
   }
   if method in ("calql", "cql"):
     chunk = c.steps_per_chunk  # the runner's schedule is in whole compiled chunks
