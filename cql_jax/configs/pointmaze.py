@@ -1,8 +1,8 @@
 """PointMaze U-maze: the project's sparse-reward task, on its own data `cql_jax/pointmaze/<kind>-v0`.
 
 Variants are the kinds random, medium, expert, medium-replay, medium-expert, e.g.
---config=cql_jax/configs/pointmaze.py:medium-replay. The data are made on demand in a minute or
-two by cql_jax.makers.pointmaze (a scripted waypoint follower, as D4RL made maze2d), in
+--config=cql_jax/configs/pointmaze.py:medium-replay. The data are made on demand, in seconds on a
+free core, by cql_jax.makers.pointmaze (a scripted waypoint follower, as D4RL made maze2d), in
 Gymnasium-Robotics' PointMaze_UMaze-v3: reward 1 within 0.45 m of the goal and 0 elsewhere, a
 continuing task with 300-step episodes, ball and goal reset per episode. Evaluation runs in the
 same environment (a new goal every episode), so a policy must read the goal from its input.

@@ -47,9 +47,8 @@ MEDIUM_RANDOM_PROB = 0.9
 EXPERT_NOISE_STD = 0.1
 REPLAY_BLOCKS = 10
 DEFAULT_EPISODES = 300  # 90,000 transitions per kind.
-# PD gains of the waypoint follower: on the ball's dynamics they reach a waypoint 1 m away in
-# about 15 steps without overshooting into the walls (a sweep of kp in 5–20, kd in 1–2 changed
-# the expert's mean return by under 5%).
+# PD gains of the waypoint follower; the expert is not sensitive to them (kp in 5–20 and kd in
+# 1–2 moved its mean return over 32 episodes between 234 and 244 of the 300 steps).
 _KP, _KD = 10.0, 1.0
 
 _log = logging.getLogger(__name__)
