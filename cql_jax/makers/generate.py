@@ -82,6 +82,21 @@ def _float32(obs):
   return np.asarray(obs, dtype=np.float32)
 
 
+def degrade(expert: Policy, random: Policy, low: float, high: float, random_prob: float = 0.0,
+            noise_std: float = 0.0) -> Policy:
+  """`expert` with Gaussian action noise of std `noise_std`, then, per step and environment with
+  probability `random_prob`, `random`'s action instead; clipped to [low, high], float32."""
+  def policy(obs, rng: np.random.Generator) -> np.ndarray:
+    action = expert(obs, None)
+    if noise_std > 0.0:
+      action = action + noise_std * rng.standard_normal(action.shape)
+    if random_prob > 0.0:
+      replace = rng.random((action.shape[0], 1)) < random_prob
+      action = np.where(replace, random(obs, rng), action)
+    return np.clip(action, low, high).astype(np.float32)
+  return policy
+
+
 def episode_returns(episodes: Sequence) -> np.ndarray:
   """Undiscounted return of each EpisodeBuffer, float64 [E]."""
   return np.asarray([float(np.sum(ep.rewards)) for ep in episodes], dtype=np.float64)

@@ -100,18 +100,8 @@ def degraded_expert(random_prob: float = 0.0, noise_std: float = 0.0) -> generat
   Returns:
     Policy mapping float32 [B, 3] observations to float32 [B, 1] torques in [-2, 2].
   """
-
-  def policy(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    batch = obs.shape[0]
-    action = expert_policy(obs)
-    if noise_std > 0.0:
-      action = action + noise_std * rng.standard_normal((batch, 1))
-    if random_prob > 0.0:
-      replace = rng.random((batch, 1)) < random_prob
-      action = np.where(replace, random_policy(obs, rng), action)
-    return np.clip(action, -MAX_TORQUE, MAX_TORQUE).astype(np.float32)
-
-  return policy
+  return generate.degrade(expert_policy, random_policy, -MAX_TORQUE, MAX_TORQUE, random_prob,
+                          noise_std)
 
 
 def medium_policy() -> generate.Policy:

@@ -133,16 +133,7 @@ def random_policy(obs: dict, rng: np.random.Generator) -> np.ndarray:
 
 def degraded_expert(random_prob: float = 0.0, noise_std: float = 0.0) -> generate.Policy:
   """The expert with Gaussian force noise and per-step replacement by a uniform random force."""
-  def policy(obs: dict, rng: np.random.Generator) -> np.ndarray:
-    batch = obs["observation"].shape[0]
-    action = expert_policy(obs)
-    if noise_std > 0.0:
-      action = action + noise_std * rng.standard_normal((batch, 2))
-    if random_prob > 0.0:
-      replace = rng.random((batch, 1)) < random_prob
-      action = np.where(replace, random_policy(obs, rng), action)
-    return np.clip(action, -1.0, 1.0).astype(np.float32)
-  return policy
+  return generate.degrade(expert_policy, random_policy, -1.0, 1.0, random_prob, noise_std)
 
 
 _DESCRIPTIONS = {
