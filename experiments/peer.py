@@ -14,7 +14,12 @@ Interface:
       eval_episodes, eval_seed, the actor's hidden sizes) and its seeds; any flag below given
       explicitly wins. Without --like, --dataset_id (a Minari id; "+" joins several) or
       --dataset_path (.npz) and --steps are required.
-  --algos   cql, bc (continuous data), discrete_cql, discrete_bc (discrete data).
+  --algos   cql, cal_ql, bc (continuous data), discrete_cql, discrete_bc (discrete data).
+  --online_steps (cql, cal_ql) environment steps of d3rlpy's own online fine-tuning after the
+      offline steps, evaluated every --online_eval_every environment steps, batches
+      --offline_fraction offline data (default: --like's online.steps, online.eval_every and
+      online.offline_fraction, so --like=<an experiments.online_finetune run> copies its
+      schedule); the metrics' online evaluations carry "online/env_steps" as ours do.
   --seeds   d3rlpy seeds, trained one after another (d3rlpy has no vmap), each in its own
       process. --overrides=ALGO:JSON (repeatable) sets d3rlpy config fields, e.g.
       --overrides='discrete_cql:{"learning_rate": 1e-3, "target_update_interval": 1000}'.
@@ -52,7 +57,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parent.parent
 PEER_SCRIPT = REPO / "experiments" / "peer_d3rlpy.py"
 DEFAULT_PYTHON = REPO / ".peer-venv" / "bin" / "python"
-ALGOS = ("cql", "bc", "discrete_cql", "discrete_bc")
+ALGOS = ("cql", "cal_ql", "bc", "discrete_cql", "discrete_bc")
 
 
 def export(dataset, path) -> dict:
@@ -120,15 +125,18 @@ def hidden_of(config) -> str:
 
 def combine(seed_files: Dict[int, pathlib.Path]):
   """{step: {"eval/return": [S], "eval/normalized_score": [S]}} over the seeds' files, in seed
-  order, on the steps every seed evaluated."""
+  order, on the steps every seed evaluated; "online/env_steps" too on the online phase's."""
   per_seed = {}
   for seed, path in seed_files.items():
     lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     per_seed[seed] = {r["step"]: r for r in lines if "step" in r}
   steps = sorted(set.intersection(*(set(v) for v in per_seed.values())))
+  first = next(iter(per_seed.values()))
   return {step: {"eval/return": [per_seed[s][step]["return"] for s in seed_files],
                  "eval/normalized_score": [per_seed[s][step]["normalized_score"]
-                                           for s in seed_files]} for step in steps}
+                                           for s in seed_files],
+                 **({"online/env_steps": first[step]["env_steps"]}
+                    if "env_steps" in first[step] else {})} for step in steps}
 
 
 def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathlib.Path,
@@ -158,7 +166,9 @@ def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathli
            f"--steps={peer['steps']}", f"--eval_every={peer['eval_every']}",
            f"--eval_episodes={peer['eval_episodes']}", f"--eval_seed={peer['eval_seed']}",
            f"--hidden={peer['hidden']}", f"--overrides={json.dumps(peer['overrides'])}",
-           f"--out={out}"]
+           f"--online_steps={peer.get('online_steps', 0)}",
+           f"--online_eval_every={peer.get('online_eval_every', 1000)}",
+           f"--offline_fraction={peer.get('offline_fraction', 0.5)}", f"--out={out}"]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -188,7 +198,8 @@ def run(workdir, algos, *, like: Optional[str] = None, dataset_id: Optional[str]
         eval_every: Optional[int] = None, eval_episodes: Optional[int] = None,
         eval_seed: Optional[int] = None, hidden: Optional[str] = None,
         overrides: Optional[Dict[str, dict]] = None, python: Optional[str] = None,
-        log=print) -> Dict[str, dict]:
+        online_steps: Optional[int] = None, online_eval_every: Optional[int] = None,
+        offline_fraction: Optional[float] = None, log=print) -> Dict[str, dict]:
   """Trains each of `algos` (every seed not yet finished); returns {algo: results.json}.
 
   Arguments as the flags of the same names (module docstring); None takes --like's value, or
@@ -211,10 +222,27 @@ def run(workdir, algos, *, like: Optional[str] = None, dataset_id: Optional[str]
   if steps is None and not like:
     raise ValueError("--steps is required without --like.")
   seeds = list(seeds) if seeds else ((saved or {}).get("seeds") or [0])
+  saved_online = config.get("online") or {}
+  online = {"online_steps": int(online_steps if online_steps is not None
+                                else saved_online.get("steps") or 0),
+            "online_eval_every": int(online_eval_every or saved_online.get("eval_every") or 1000),
+            "offline_fraction": float(offline_fraction if offline_fraction is not None
+                                      else saved_online.get("offline_fraction", 0.5))}
+  if online["online_steps"]:
+    offline_only = [a for a in algos if a not in ("cql", "cal_ql")]
+    if offline_only:
+      raise ValueError(f"an online phase is offered for cql and cal_ql, not {offline_only}.")
+    if float(saved_online.get("utd", 1.0)) != 1.0:
+      raise ValueError(f"--like's run updates {saved_online['utd']} times per environment step; "
+                       "the peer's online phase runs at 1.")
+    if (config.data.reward_scale, config.data.reward_bias) != (1.0, 0.0):
+      raise ValueError("the data's rewards are transformed (data.reward_scale/reward_bias) and "
+                       "d3rlpy's online environment would give untransformed ones; the online "
+                       "phase takes untransformed data only.")
   common = {"steps": int(pick(steps, "num_steps")), "eval_every": int(pick(eval_every, "eval_every")),
             "eval_episodes": int(pick(eval_episodes, "eval_episodes")),
             "eval_seed": int(pick(eval_seed, "eval_seed")), "hidden": hidden or hidden_of(config),
-            "like": like}
+            "like": like, **(online if online["online_steps"] else {})}
   selected = {"dataset_id": config.get("dataset_id") or str(config.get("dataset_path")),
               "dataset_path": config.get("dataset_path"),
               "data": json.loads(config.data.to_json_best_effort())}
@@ -252,7 +280,9 @@ def main(argv):
         seeds=[int(s) for s in FLAGS.seeds] if FLAGS.seeds else None, steps=FLAGS.steps,
         eval_every=FLAGS.eval_every, eval_episodes=FLAGS.eval_episodes,
         eval_seed=FLAGS.eval_seed, hidden=FLAGS.hidden, overrides=overrides,
-        python=FLAGS.peer_python, log=lambda m: print(m, flush=True))
+        python=FLAGS.peer_python, online_steps=FLAGS.online_steps,
+        online_eval_every=FLAGS.online_eval_every, offline_fraction=FLAGS.offline_fraction,
+        log=lambda m: print(m, flush=True))
   except ValueError as err:
     raise SystemExit(f"error: {err}") from None
 
@@ -272,6 +302,12 @@ def define_flags():
                        "--like's, else 1000000).")
   flags.DEFINE_string("hidden", None, "Hidden sizes, e.g. 64,64 (default: --like's actor's).")
   flags.DEFINE_multi_string("overrides", [], "ALGO:JSON d3rlpy config fields for one algorithm.")
+  flags.DEFINE_integer("online_steps", None, "Environment steps of online fine-tuning (cql, "
+                       "cal_ql; default: --like's online.steps, else 0).")
+  flags.DEFINE_integer("online_eval_every", None, "Environment steps between online evaluations "
+                       "(default: --like's online.eval_every, else 1000).")
+  flags.DEFINE_float("offline_fraction", None, "Offline share of each online batch (default: "
+                     "--like's online.offline_fraction, else 0.5).")
   flags.DEFINE_string("peer_python", None, "Interpreter with d3rlpy (default .peer-venv).")
   flags.DEFINE_string("workdir", None, "Root: one run directory per algorithm.")
   flags.mark_flags_as_required(["workdir"])

@@ -6,7 +6,8 @@ NumPy, Gymnasium, torch and d3rlpy alone.
 
   .peer-venv/bin/python experiments/peer_d3rlpy.py --data=<export.npz> --algo=cql \\
       --seed=0 --steps=10000 --eval_every=1000 --eval_episodes=10 --eval_seed=1000000 \\
-      --hidden=64,64 --out=<seed file.jsonl> [--overrides='{"conservative_weight": 10}']
+      --hidden=64,64 --out=<seed file.jsonl> [--overrides='{"conservative_weight": 10}'] \\
+      [--online_steps=10000 --online_eval_every=1000 --offline_fraction=0.5]
 
 The data file is experiments/peer.py's export (cql_jax.data.npz's transition layout:
 observations, next_observations, actions in environment units, rewards, terminals, truncations,
@@ -21,6 +22,17 @@ Evaluation follows cql_jax.runner: after every `eval_every` gradient steps (and 
 mean policy (d3rlpy's predict), normalized 100·(R − ref_min)/(ref_max − ref_min). Each
 evaluation is appended to --out as one JSON line {"step", "return", "normalized_score",
 "seconds"} the moment it is made; the last line is {"done": true, ...}.
+
+Offline-to-online (--online_steps > 0, cal_ql or cql): after the offline steps, d3rlpy's own
+`fit_online` acts in one environment (the data's env_id, first reset with seed
+online_env_seed) with the stochastic policy for online_steps environment steps, one update per
+step (UTD 1), each batch `offline_fraction` offline data and the rest online transitions
+(d3rlpy's MixedReplayBuffer); every online_eval_every environment steps it evaluates as above.
+Lines of the online phase, and the offline phase's last, carry "env_steps"; their "step" counts
+gradient steps. What stays d3rlpy's: its online buffer drops a time-limited episode's last
+transition, Cal-QL's return-to-go of an online transition covers the rewards its episode has
+so far (it grows until the episode ends), and it cannot sample an empty online buffer, so
+its updates start at the second online step (ours fill an empty buffer's share with offline data).
 """
 from __future__ import annotations
 
@@ -42,6 +54,11 @@ ALGOS = {
     "cql": ("CQLConfig", dict(actor_learning_rate=1e-4, critic_learning_rate=3e-4,
                               temp_learning_rate=1e-4, alpha_learning_rate=0.0,
                               conservative_weight=5.0, batch_size=256, n_action_samples=10)),
+    # Cal-QL is d3rlpy's CQL with the calibrated push-down term; the same settings, so the two
+    # differ only by the calibration, as ours do.
+    "cal_ql": ("CalQLConfig", dict(actor_learning_rate=1e-4, critic_learning_rate=3e-4,
+                                   temp_learning_rate=1e-4, alpha_learning_rate=0.0,
+                                   conservative_weight=5.0, batch_size=256, n_action_samples=10)),
     # bc.py: a deterministic policy, lr 1e-3, batch 100 (d3rlpy's defaults).
     "bc": ("BCConfig", dict()),
     # discrete_cql.py (Atari): lr 6.25e-5, batch 32, target every 8000 steps, α 1 (defaults).
@@ -49,6 +66,7 @@ ALGOS = {
     "discrete_bc": ("DiscreteBCConfig", dict()),
 }
 DISCRETE = ("discrete_cql", "discrete_bc")
+ONLINE = ("cal_ql", "cql")  # the algorithms the online phase is offered for
 
 
 def episodes_of(data):
@@ -84,7 +102,7 @@ def build(algo: str, data, hidden, overrides: dict):
   name, settings = ALGOS[algo]
   settings = {**settings, **overrides}
   encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden))
-  if algo == "cql":
+  if algo in ("cql", "cal_ql"):
     settings.update(actor_encoder_factory=encoder, critic_encoder_factory=encoder)
   else:
     settings.update(encoder_factory=encoder)
@@ -96,11 +114,15 @@ def build(algo: str, data, hidden, overrides: dict):
   return config.create(device="cpu:0"), config
 
 
-def evaluate(algo, data, num_episodes: int, seed: int):
-  """Returns [num_episodes] of the greedy policy, episode j reset with seed + j."""
+def make_env(data):
   import gymnasium as gym
   env_kwargs = json.loads(str(data["env_kwargs"])) if "env_kwargs" in data else {}
-  envs = [gym.make(str(data["env_id"]), **env_kwargs) for _ in range(num_episodes)]
+  return gym.make(str(data["env_id"]), **env_kwargs)
+
+
+def evaluate(algo, data, num_episodes: int, seed: int):
+  """Returns [num_episodes] of the greedy policy, episode j reset with seed + j."""
+  envs = [make_env(data) for _ in range(num_episodes)]
   obs = [env.reset(seed=seed + j)[0] for j, env in enumerate(envs)]
   returns = np.zeros(num_episodes)
   active = list(range(num_episodes))
@@ -130,6 +152,10 @@ def main():
   parser.add_argument("--hidden", default="256,256")
   parser.add_argument("--overrides", default="{}")
   parser.add_argument("--threads", type=int, default=1)
+  parser.add_argument("--online_steps", type=int, default=0)
+  parser.add_argument("--online_eval_every", type=int, default=1000)
+  parser.add_argument("--offline_fraction", type=float, default=0.5)
+  parser.add_argument("--online_env_seed", type=int, default=2_000_000)
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
 
@@ -142,6 +168,8 @@ def main():
   if bool(data["discrete"]) != (args.algo in DISCRETE):
     raise SystemExit(f"--algo={args.algo} does not fit a "
                      f"{'discrete' if bool(data['discrete']) else 'continuous'} dataset.")
+  if args.online_steps and args.algo not in ONLINE:
+    raise SystemExit(f"--online_steps is offered for {', '.join(ONLINE)}, not {args.algo}.")
   hidden = [int(h) for h in args.hidden.split(",")]
   algo, config = build(args.algo, data, hidden, json.loads(args.overrides))
   kwargs = {}
@@ -151,6 +179,15 @@ def main():
   ref_min, ref_max = float(data["ref_min_score"]), float(data["ref_max_score"])
   start = time.time()
   tmp = args.out + ".part"
+
+  def record(out, step, extra=None):
+    returns = evaluate(algo, data, args.eval_episodes, args.eval_seed)
+    out.write(json.dumps({
+        "step": step, "return": float(returns.mean()),
+        "normalized_score": float(np.mean(100 * (returns - ref_min) / (ref_max - ref_min))),
+        "seconds": time.time() - start, **(extra or {})}) + "\n")
+    out.flush()
+
   with open(tmp, "w") as out:
     out.write(json.dumps({"config": json.loads(config.serialize()), "d3rlpy": d3rlpy.__version__,
                           "torch": torch.__version__,
@@ -162,14 +199,36 @@ def main():
                save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
                experiment_name="peer", with_timestamp=False)
       done += chunk
-      returns = evaluate(algo, data, args.eval_episodes, args.eval_seed)
-      out.write(json.dumps({
-          "step": done, "return": float(returns.mean()),
-          "normalized_score": float(np.mean(100 * (returns - ref_min) / (ref_max - ref_min))),
-          "seconds": time.time() - start}) + "\n")
-      out.flush()
+      record(out, done, {"env_steps": 0} if args.online_steps and done == args.steps else None)
+    if args.online_steps:
+      online(algo, buffer, data, args, lambda step, env_steps: record(
+          out, step, {"env_steps": env_steps}))
     out.write(json.dumps({"done": True, "seconds": time.time() - start}) + "\n")
   os.replace(tmp, args.out)  # a seed file exists only once its run has finished.
+
+
+def online(algo, offline_buffer, data, args, record):
+  """The online phase: d3rlpy's fit_online over a mixed buffer, `record` at every evaluation."""
+  import d3rlpy
+  from d3rlpy.dataset import InfiniteBuffer, MixedReplayBuffer, ReplayBuffer
+  env = make_env(data)
+  env.reset(seed=args.online_env_seed)  # fit_online's own resets then continue this stream
+  env.action_space.seed(args.online_env_seed)
+  online_buffer = ReplayBuffer(InfiniteBuffer(), env=env)
+  buffer = MixedReplayBuffer(primary_replay_buffer=online_buffer,
+                             secondary_replay_buffer=offline_buffer,
+                             secondary_mix_ratio=args.offline_fraction)
+
+  def callback(algo, epoch, env_steps):
+    if env_steps % args.online_eval_every == 0 or env_steps == args.online_steps:
+      record(args.steps + env_steps, env_steps)
+
+  algo.fit_online(env, buffer, n_steps=args.online_steps, n_steps_per_epoch=args.online_steps,
+                  update_interval=1, n_updates=1, random_steps=0, update_start_step=1,
+                  show_progress=False,
+                  save_interval=10**9, logger_adapter=d3rlpy.logging.NoopAdapterFactory(),
+                  experiment_name="peer_online", with_timestamp=False, callback=callback)
+  env.close()
 
 
 if __name__ == "__main__":

@@ -62,3 +62,50 @@ def test_seed_files_become_a_run_that_plot_reads(tmp_path, monkeypatch):
   np.testing.assert_array_equal(steps, [2, 4])
   np.testing.assert_array_equal(values, [[10.0, 30.0], [20.0, 50.0]])
   assert plot.dataset_name(run_dir) == "cql_jax/x/medium-v0"
+
+
+def test_online_seed_files_become_a_curve_over_environment_steps(tmp_path, monkeypatch):
+  from experiments import online_finetune
+  _, dataset = _two_episodes()
+  data_file = tmp_path / "d.npz"
+  peer.export(dataset, data_file)
+  settings = {"config": {"dataset_id": "cql_jax/x/medium-replay-v0"}, "seeds": [0, 1],
+              "peer": {"algo": "cal_ql", "steps": 4, "eval_every": 2, "eval_episodes": 1,
+                       "eval_seed": 0, "hidden": "8", "overrides": {}, "online_steps": 6,
+                       "online_eval_every": 3, "offline_fraction": 0.5}}
+  run_dir = tmp_path / "cal_ql"
+  (run_dir / "seeds").mkdir(parents=True)
+  # (gradient step, env step or None, score): offline evaluations at 2 and 4 (the last of them is
+  # env step 0), then online ones every 3 environment steps at one update per step.
+  rows = [(2, None, 5.0), (4, 0, 8.0), (7, 3, 6.0), (10, 6, 12.0)]
+  for seed, shift in ((0, 0.0), (1, 100.0)):
+    lines = [{"config": {}}] + [
+        {"step": step, "return": 0.0, "normalized_score": score + shift, "seconds": 1.0,
+         **({} if env is None else {"env_steps": env})} for step, env, score in rows]
+    (run_dir / "seeds" / f"seed_{seed}.jsonl").write_text(
+        "".join(json.dumps(x) + "\n" for x in lines + [{"done": True}]))
+  monkeypatch.setattr(peer.subprocess, "run", None)
+  peer.run_algo("cal_ql", settings, data_file, run_dir, python="unused", log=lambda m: None)
+  env_steps, scores = online_finetune.online_curve(run_dir)
+  np.testing.assert_array_equal(env_steps, [0, 3, 6])   # the offline-only evaluation drops out
+  np.testing.assert_array_equal(scores, [[8.0, 108.0], [6.0, 106.0], [12.0, 112.0]])
+
+
+def test_an_online_phase_is_refused_where_the_peer_cannot_match_ours(tmp_path):
+  import sys
+  import pytest
+  common = dict(dataset_id="cql_jax/pendulum/medium-replay-v0", steps=10, online_steps=100,
+                python=sys.executable, log=lambda m: None)
+  with pytest.raises(ValueError, match="offered for cql and cal_ql, not \\['bc'\\]"):
+    peer.run(tmp_path / "a", ["cal_ql", "bc"], **common)
+  like = tmp_path / "like"
+  like.mkdir()
+  from cql_jax.configs import base
+  config = base.override(base.get_config(), {"dataset_id": "cql_jax/pointmaze/medium-replay-v0",
+                                             "data.reward_scale": 10.0, "data.reward_bias": -5.0})
+  (like / "config.json").write_text(json.dumps({"config": json.loads(config.to_json_best_effort()),
+                                                "seeds": [0]}))
+  with pytest.raises(ValueError, match="rewards are transformed"):
+    peer.run(tmp_path / "b", ["cal_ql"], like=str(like), steps=10, online_steps=100,
+             python=sys.executable, log=lambda m: None)
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # refused before work
