@@ -63,10 +63,13 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", "runs/finetune-pendulum", "where the runs live")
   flags.DEFINE_string("out", None, "summary directory (default: <workdir>/summary)")
   flags.DEFINE_bool("summarize_only", False, "only summarise the runs that exist")
+  flags.DEFINE_string("peer_workdir", None, "also summarise d3rlpy's runs of the same schedule "
+                      "(experiments.peer --like=<one of these runs> --workdir=<this>/<kind>)")
   flags.DEFINE_bool("library_logs", False, logs.FLAG_HELP)
 
 
 LABELS = {"calql": "Cal-QL", "cql": "CQL", "sac": "SAC (scratch)"}
+PEER_LABELS = {"cal_ql": "d3rlpy Cal-QL", "cql": "d3rlpy CQL"}  # experiments.peer's algorithms
 
 
 def domain_config(env: str, kind: str, hidden: int = 0):
@@ -171,8 +174,12 @@ def summarize(out: pathlib.Path) -> None:
   fig, axes = plt.subplots(1, len(FLAGS.kinds), figsize=(5.5 * len(FLAGS.kinds), 4),
                            squeeze=False)
   for ax, kind in zip(axes[0], FLAGS.kinds):
-    for method in FLAGS.methods:
-      path = run_dir(FLAGS.workdir, FLAGS.kinds[0] if method == "sac" else kind, method)
+    runs = [(m, LABELS[m], run_dir(FLAGS.workdir, FLAGS.kinds[0] if m == "sac" else kind, m), "-")
+            for m in FLAGS.methods]
+    if FLAGS.peer_workdir:
+      runs += [(f"d3rlpy_{algo}", label, pathlib.Path(FLAGS.peer_workdir) / kind / algo, "--")
+               for algo, label in PEER_LABELS.items()]
+    for key, label, path, style in runs:
       if not (path / writers.METRICS_FILE).exists():
         continue
       steps, values = online_curve(path)
@@ -181,11 +188,11 @@ def summarize(out: pathlib.Path) -> None:
       if len(steps) < 2:
         continue
       m = measure(steps, values, FLAGS.dip_window, FLAGS.target)
-      summary[f"{kind}/{method}"] = {"env_steps": steps.tolist(), "scores": values.tolist(), **m}
-      lines.append(f"| {kind} | {LABELS[method]} | {_pm(m['start'])} | {_pm(m['drop'])} | "
+      summary[f"{kind}/{key}"] = {"env_steps": steps.tolist(), "scores": values.tolist(), **m}
+      lines.append(f"| {kind} | {label} | {_pm(m['start'])} | {_pm(m['drop'])} | "
                    f"{_pm(m['final'])} | {_reach(m['steps_to_target'])} |")
       mean, std = values.mean(1), values.std(1)
-      ax.plot(steps, mean, label=LABELS[method])
+      ax.plot(steps, mean, style, label=label)
       ax.fill_between(steps, mean - std, mean + std, alpha=0.2)
     ax.axhline(FLAGS.target, color="grey", lw=0.8, ls=":")
     ax.set_title(f"{FLAGS.env} {kind}")
