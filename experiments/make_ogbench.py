@@ -1,7 +1,9 @@
 """Makes an OGBench manipulation `play` dataset here, with OGBench's own oracles and settings.
 
   python -m experiments.make_ogbench --env=cube-single-v0                  # full size: 1000 episodes
-  python -m experiments.make_ogbench --env=cube-single-v0 --num_episodes=60  # what this CPU affords
+  python -m experiments.make_ogbench --env=cube-single-v0 --num_episodes=60  # a small set
+(cube-single's full size, 1.1M steps with the validation episodes, took 31 minutes on one core of
+a 2-core CPU at 587 steps/s; 60 episodes take about 2 minutes.)
 
 Writes cql_jax/<env>-play-v0.npz and its -val.npz under $OGBENCH_DATASETS_PATH (default
 data/ogbench), in OGBench's file layout (cql_jax.makers.ogbench_play), then train on any of its
