@@ -21,6 +21,16 @@ def _two_episodes():
       ref_max_score=30.0)
 
 
+def _exported_and_run_dir(tmp_path, algo):
+  """(the export of _two_episodes, an empty run directory with its seeds/ folder)."""
+  _, dataset = _two_episodes()
+  data_file = tmp_path / "d.npz"
+  peer.export(dataset, data_file)
+  run_dir = tmp_path / algo
+  (run_dir / "seeds").mkdir(parents=True)
+  return data_file, run_dir
+
+
 def test_export_keeps_every_transition_and_marks_each_episode_end(tmp_path):
   obs, dataset = _two_episodes()
   info = peer.export(dataset, tmp_path / "d.npz")
@@ -39,14 +49,10 @@ def test_export_keeps_every_transition_and_marks_each_episode_end(tmp_path):
 
 
 def test_seed_files_become_a_run_that_plot_reads(tmp_path, monkeypatch):
-  _, dataset = _two_episodes()
-  data_file = tmp_path / "d.npz"
-  peer.export(dataset, data_file)
+  data_file, run_dir = _exported_and_run_dir(tmp_path, "bc")
   settings = {"config": {"dataset_id": "cql_jax/x/medium-v0"}, "seeds": [3, 7],
               "peer": {"algo": "bc", "steps": 4, "eval_every": 2, "eval_episodes": 1,
                        "eval_seed": 0, "hidden": "8", "overrides": {}}}
-  run_dir = tmp_path / "bc"
-  (run_dir / "seeds").mkdir(parents=True)
   # Both seeds already finished (a rerun skips them): no peer interpreter is started.
   scores = {3: [10.0, 20.0], 7: [30.0, 50.0]}
   for seed, values in scores.items():
@@ -66,15 +72,11 @@ def test_seed_files_become_a_run_that_plot_reads(tmp_path, monkeypatch):
 
 def test_online_seed_files_become_a_curve_over_environment_steps(tmp_path, monkeypatch):
   from experiments import online_finetune
-  _, dataset = _two_episodes()
-  data_file = tmp_path / "d.npz"
-  peer.export(dataset, data_file)
+  data_file, run_dir = _exported_and_run_dir(tmp_path, "cal_ql")
   settings = {"config": {"dataset_id": "cql_jax/x/medium-replay-v0"}, "seeds": [0, 1],
               "peer": {"algo": "cal_ql", "steps": 4, "eval_every": 2, "eval_episodes": 1,
                        "eval_seed": 0, "hidden": "8", "overrides": {}, "online_steps": 6,
                        "online_eval_every": 3, "offline_fraction": 0.5}}
-  run_dir = tmp_path / "cal_ql"
-  (run_dir / "seeds").mkdir(parents=True)
   # (gradient step, env step or None, score): offline evaluations at 2 and 4 (the last of them is
   # env step 0), then online ones every 3 environment steps at one update per step.
   rows = [(2, None, 5.0), (4, 0, 8.0), (7, 3, 6.0), (10, 6, 12.0)]
