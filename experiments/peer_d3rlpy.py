@@ -49,16 +49,14 @@ import numpy as np
 
 # d3rlpy's algorithm configs as its reproduction scripts set them (reproductions/offline/*.py),
 # before --overrides. Networks come from --hidden for every algorithm.
+# cql.py: π lr 1e-4, Q lr 3e-4, temperature lr 1e-4, α fixed (its lr 0) with weight 5.
+_CQL = dict(actor_learning_rate=1e-4, critic_learning_rate=3e-4, temp_learning_rate=1e-4,
+            alpha_learning_rate=0.0, conservative_weight=5.0, batch_size=256, n_action_samples=10)
 ALGOS = {
-    # cql.py: π lr 1e-4, Q lr 3e-4, temperature lr 1e-4, α fixed (its lr 0) with weight 5.
-    "cql": ("CQLConfig", dict(actor_learning_rate=1e-4, critic_learning_rate=3e-4,
-                              temp_learning_rate=1e-4, alpha_learning_rate=0.0,
-                              conservative_weight=5.0, batch_size=256, n_action_samples=10)),
+    "cql": ("CQLConfig", _CQL),
     # Cal-QL is d3rlpy's CQL with the calibrated push-down term; the same settings, so the two
     # differ only by the calibration, as ours do.
-    "cal_ql": ("CalQLConfig", dict(actor_learning_rate=1e-4, critic_learning_rate=3e-4,
-                                   temp_learning_rate=1e-4, alpha_learning_rate=0.0,
-                                   conservative_weight=5.0, batch_size=256, n_action_samples=10)),
+    "cal_ql": ("CalQLConfig", _CQL),
     # bc.py: a deterministic policy, lr 1e-3, batch 100 (d3rlpy's defaults).
     "bc": ("BCConfig", dict()),
     # discrete_cql.py (Atari): lr 6.25e-5, batch 32, target every 8000 steps, α 1 (defaults).
@@ -66,7 +64,8 @@ ALGOS = {
     "discrete_bc": ("DiscreteBCConfig", dict()),
 }
 DISCRETE = ("discrete_cql", "discrete_bc")
-ONLINE = ("cal_ql", "cql")  # the algorithms the online phase is offered for
+# Actor-critic algorithms: separate actor and critic encoders, and the online phase is offered.
+ACTOR_CRITIC = ("cql", "cal_ql")
 
 
 def episodes_of(data):
@@ -102,7 +101,7 @@ def build(algo: str, data, hidden, overrides: dict):
   name, settings = ALGOS[algo]
   settings = {**settings, **overrides}
   encoder = d3rlpy.models.VectorEncoderFactory(hidden_units=list(hidden))
-  if algo in ("cql", "cal_ql"):
+  if algo in ACTOR_CRITIC:
     settings.update(actor_encoder_factory=encoder, critic_encoder_factory=encoder)
   else:
     settings.update(encoder_factory=encoder)
@@ -168,8 +167,8 @@ def main():
   if bool(data["discrete"]) != (args.algo in DISCRETE):
     raise SystemExit(f"--algo={args.algo} does not fit a "
                      f"{'discrete' if bool(data['discrete']) else 'continuous'} dataset.")
-  if args.online_steps and args.algo not in ONLINE:
-    raise SystemExit(f"--online_steps is offered for {', '.join(ONLINE)}, not {args.algo}.")
+  if args.online_steps and args.algo not in ACTOR_CRITIC:
+    raise SystemExit(f"--online_steps is offered for {', '.join(ACTOR_CRITIC)}, not {args.algo}.")
   hidden = [int(h) for h in args.hidden.split(",")]
   algo, config = build(args.algo, data, hidden, json.loads(args.overrides))
   kwargs = {}
