@@ -62,13 +62,17 @@ _SCRIPT = textwrap.dedent("""
     return max(float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(b, np.float64))))
                for a, b in zip(jax.tree.leaves(member_state), jax.tree.leaves(alone_state)))
 
+  # One copy to the host: indexing a member-sharded array on the devices launches a small
+  # 8-device program with a collective per leaf and member, and on a loaded 2-core machine a
+  # run of them once left one simulated device short of a rendezvous for 15 minutes.
+  swept_state = parallel.to_host(swept.state)
   diffs, score_diffs = [], []
   single = base.override(config, {"layout": "single"})
   for i, setting in enumerate(plan.settings):
     alone = runner.train_and_evaluate(base.override(single, setting), tempfile.mkdtemp(dir=root),
                                       [0, 1], progress=False)
     for s in range(2):
-      member = jax.tree.map(lambda x: x[2 * i + s], swept.state)
+      member = jax.tree.map(lambda x: x[2 * i + s], swept_state)
       diffs.append(max_diff(member, jax.tree.map(lambda x: x[s], alone.state)))
     score_diffs.append(float(np.max(np.abs(
         np.asarray(swept.results["final"]["eval/return"][2 * i:2 * i + 2])
