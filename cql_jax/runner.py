@@ -375,6 +375,10 @@ def _make_workdir(workdir: pathlib.Path) -> bool:
   try:
     workdir.mkdir(parents=True)
   except (FileExistsError, NotADirectoryError):
+    # The processes of a group start together on one shared filesystem: another one may have
+    # made the directory between the check above and this mkdir. That one created it.
+    if workdir.is_dir():
+      return False
     raise NotADirectoryError(f"--workdir={workdir} cannot be created: a part of its path is a "
                              "file, not a directory.") from None
   return True

@@ -118,3 +118,25 @@ def test_seeds_take_ranges():
   assert cli_module.parse_seeds(["5", "7-8"]) == [5, 7, 8]
   with pytest.raises(ValueError, match="range A-B"):
     cli_module.parse_seeds(["x"])
+
+
+def test_a_workdir_made_by_another_process_of_the_group_meanwhile(tmp_path, monkeypatch):
+  from cql_jax import runner
+  workdir = tmp_path / "pod" / "run"
+  real_mkdir = pathlib.Path.mkdir
+
+  def another_process_wins(self, *args, **kwargs):
+    real_mkdir(self, *args, **kwargs)
+    if self == workdir:  # the other process's mkdir landed first, so this one's finds it there.
+      raise FileExistsError(str(self))
+
+  monkeypatch.setattr(pathlib.Path, "mkdir", another_process_wins)
+  assert runner._make_workdir(workdir) is False
+  assert workdir.is_dir() and list(workdir.iterdir()) == []
+  monkeypatch.undo()
+
+  (tmp_path / "afile").write_text("mine")
+  with pytest.raises(NotADirectoryError, match="a part of its path is a file"):
+    runner._make_workdir(tmp_path / "afile" / "run")
+  assert (tmp_path / "afile").read_text() == "mine"
+  assert runner._make_workdir(tmp_path / "fresh" / "run") is True
