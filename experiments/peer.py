@@ -64,13 +64,13 @@ def export(dataset, path) -> dict:
   """Writes `dataset`'s transitions for the peer (cql_jax.data.npz transition layout).
 
   Episode ends come from cql_jax.data.split.episode_starts; an end that did not terminate is
-  marked a truncation, so the peer keeps its final next observation. Returns what was written.
+  marked a truncation, so the peer keeps its final next observation. Observations are the
+  dataset's flat ones (dict observations flattened by its obs_keys) and rewards carry the
+  config's transform; run_algo hands the peer both, so that its environment's observations and
+  online rewards match them. Returns what was written.
   """
   from cql_jax.data import npz
   from cql_jax.data import split
-  if dataset.obs_keys is not None:
-    raise ValueError(f"{dataset.dataset_id} has dict observations; the peer harness exports flat "
-                     "arrays only.")
   if dataset.ref_min_score is None or dataset.ref_max_score is None:
     raise ValueError(f"{dataset.dataset_id} records no ref_min_score/ref_max_score; the peer "
                      "reports normalized scores, so give the dataset reference scores.")
@@ -151,7 +151,7 @@ def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathli
       raise ValueError(f"{workdir} holds a peer run with other settings; choose another "
                        "--workdir.")
   writers.atomic_write_json(config_path, settings)
-  peer = settings["peer"]
+  peer, data = settings["peer"], settings["config"].get("data") or {}
   seeds_dir = workdir / "seeds"
   seeds_dir.mkdir(exist_ok=True)
   files = {}
@@ -168,7 +168,11 @@ def run_algo(algo: str, settings: dict, data_file: pathlib.Path, workdir: pathli
            f"--hidden={peer['hidden']}", f"--overrides={json.dumps(peer['overrides'])}",
            f"--online_steps={peer.get('online_steps', 0)}",
            f"--online_eval_every={peer.get('online_eval_every', 1000)}",
-           f"--offline_fraction={peer.get('offline_fraction', 0.5)}", f"--out={out}"]
+           f"--offline_fraction={peer.get('offline_fraction', 0.5)}", f"--out={out}",
+           # The data's own observation layout and reward transform (see export).
+           f"--obs_keys={','.join(data.get('obs_keys') or ())}",
+           f"--reward_scale={data.get('reward_scale', 1.0)}",
+           f"--reward_bias={data.get('reward_bias', 0.0)}"]
     start = time.time()
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -235,10 +239,6 @@ def run(workdir, algos, *, like: Optional[str] = None, dataset_id: Optional[str]
     if float(saved_online.get("utd", 1.0)) != 1.0:
       raise ValueError(f"--like's run updates {saved_online['utd']} times per environment step; "
                        "the peer's online phase runs at 1.")
-    if (config.data.reward_scale, config.data.reward_bias) != (1.0, 0.0):
-      raise ValueError("the data's rewards are transformed (data.reward_scale/reward_bias) and "
-                       "d3rlpy's online environment would give untransformed ones; the online "
-                       "phase takes untransformed data only.")
   common = {"steps": int(pick(steps, "num_steps")), "eval_every": int(pick(eval_every, "eval_every")),
             "eval_episodes": int(pick(eval_episodes, "eval_episodes")),
             "eval_seed": int(pick(eval_seed, "eval_seed")), "hidden": hidden or hidden_of(config),

@@ -7,7 +7,8 @@ NumPy, Gymnasium, torch and d3rlpy alone.
   .peer-venv/bin/python experiments/peer_d3rlpy.py --data=<export.npz> --algo=cql \\
       --seed=0 --steps=10000 --eval_every=1000 --eval_episodes=10 --eval_seed=1000000 \\
       --hidden=64,64 --out=<seed file.jsonl> [--overrides='{"conservative_weight": 10}'] \\
-      [--online_steps=10000 --online_eval_every=1000 --offline_fraction=0.5]
+      [--online_steps=10000 --online_eval_every=1000 --offline_fraction=0.5] \\
+      [--obs_keys=observation,desired_goal --reward_scale=10 --reward_bias=-5]
 
 The data file is experiments/peer.py's export (cql_jax.data.npz's transition layout:
 observations, next_observations, actions in environment units, rewards, terminals, truncations,
@@ -16,6 +17,13 @@ action_high). Episodes are rebuilt so d3rlpy sees exactly the transitions cql_ja
 episode cut by a time limit keeps its final next observation (d3rlpy's own D4RL path drops that
 last transition), and a terminated one ends in a terminal. Continuous actions are scaled to
 [-1, 1] by d3rlpy's MinMaxActionScaler with the environment's bounds, as cql_jax does.
+
+The environment is the data's env_id with its env_kwargs (Gymnasium-Robotics' ids registered on
+first use). With --obs_keys (config.data.obs_keys) its dict observations are flattened as
+cql_jax flattens them: those keys' arrays, each raveled, concatenated in that order. The
+exported rewards already carry the config's transform; --reward_scale/--reward_bias apply the
+same r·scale + bias to the rewards of the online phase's environment, never to the evaluation's,
+whose returns are the environment's own.
 
 Evaluation follows cql_jax.runner: after every `eval_every` gradient steps (and at the last),
 `eval_episodes` episodes, episode j reset with seed eval_seed + j, actions from the greedy /
@@ -33,6 +41,9 @@ gradient steps. What stays d3rlpy's: its online buffer drops a time-limited epis
 transition, Cal-QL's return-to-go of an online transition covers the rewards its episode has
 so far (it grows until the episode ends), and it cannot sample an empty online buffer, so
 its updates start at the second online step (ours fill an empty buffer's share with offline data).
+Its Cal-QL reference value is the discounted sum of the rewards left in a transition's episode
+(a time-limited one's too): it has no failure value for sparse tasks
+(cql_jax's config.data.sparse_failure_reward).
 """
 from __future__ import annotations
 
@@ -113,15 +124,35 @@ def build(algo: str, data, hidden, overrides: dict):
   return config.create(device="cpu:0"), config
 
 
-def make_env(data):
+def make_env(data, obs_keys=(), reward_scale: float = 1.0, reward_bias: float = 0.0):
+  """The data's environment: dict observations flattened by obs_keys, rewards r·scale + bias."""
   import gymnasium as gym
+  env_id = str(data["env_id"])
   env_kwargs = json.loads(str(data["env_kwargs"])) if "env_kwargs" in data else {}
-  return gym.make(str(data["env_id"]), **env_kwargs)
+  if env_id not in gym.registry:
+    import gymnasium_robotics  # its ids (PointMaze, AntMaze, ...) are registered on import.
+    gym.register_envs(gymnasium_robotics)
+  env = gym.make(env_id, **env_kwargs)
+  if obs_keys:
+    space = env.observation_space
+    if not (isinstance(space, gym.spaces.Dict)
+            and all(isinstance(space.spaces.get(k), gym.spaces.Box) for k in obs_keys)):
+      raise SystemExit(f"--obs_keys={','.join(obs_keys)}: the peer flattens array-valued keys "
+                       f"of a dict observation only; {env_id}'s observations are {space}.")
+    spaces = [space[k] for k in obs_keys]
+    flat = gym.spaces.Box(np.concatenate([np.ravel(s.low) for s in spaces]).astype(np.float32),
+                          np.concatenate([np.ravel(s.high) for s in spaces]).astype(np.float32))
+    env = gym.wrappers.TransformObservation(
+        env, lambda obs: np.concatenate([np.ravel(obs[k]) for k in obs_keys]).astype(np.float32),
+        flat)
+  if (reward_scale, reward_bias) != (1.0, 0.0):
+    env = gym.wrappers.TransformReward(env, lambda r: reward_scale * r + reward_bias)
+  return env
 
 
-def evaluate(algo, data, num_episodes: int, seed: int):
+def evaluate(algo, data, num_episodes: int, seed: int, obs_keys=()):
   """Returns [num_episodes] of the greedy policy, episode j reset with seed + j."""
-  envs = [make_env(data) for _ in range(num_episodes)]
+  envs = [make_env(data, obs_keys) for _ in range(num_episodes)]
   obs = [env.reset(seed=seed + j)[0] for j, env in enumerate(envs)]
   returns = np.zeros(num_episodes)
   active = list(range(num_episodes))
@@ -155,8 +186,12 @@ def main():
   parser.add_argument("--online_eval_every", type=int, default=1000)
   parser.add_argument("--offline_fraction", type=float, default=0.5)
   parser.add_argument("--online_env_seed", type=int, default=2_000_000)
+  parser.add_argument("--obs_keys", default="", help="dict observation keys, comma-separated")
+  parser.add_argument("--reward_scale", type=float, default=1.0)
+  parser.add_argument("--reward_bias", type=float, default=0.0)
   parser.add_argument("--out", required=True)
   args = parser.parse_args()
+  args.obs_keys = tuple(k for k in args.obs_keys.split(",") if k)
 
   import d3rlpy
   import torch
@@ -169,6 +204,8 @@ def main():
                      f"{'discrete' if bool(data['discrete']) else 'continuous'} dataset.")
   if args.online_steps and args.algo not in ACTOR_CRITIC:
     raise SystemExit(f"--online_steps is offered for {', '.join(ACTOR_CRITIC)}, not {args.algo}.")
+  # An environment the peer cannot build or flatten fails here, before any training.
+  make_env(data, args.obs_keys).close()
   hidden = [int(h) for h in args.hidden.split(",")]
   algo, config = build(args.algo, data, hidden, json.loads(args.overrides))
   kwargs = {}
@@ -180,7 +217,7 @@ def main():
   tmp = args.out + ".part"
 
   def record(out, step, extra=None):
-    returns = evaluate(algo, data, args.eval_episodes, args.eval_seed)
+    returns = evaluate(algo, data, args.eval_episodes, args.eval_seed, args.obs_keys)
     out.write(json.dumps({
         "step": step, "return": float(returns.mean()),
         "normalized_score": float(np.mean(100 * (returns - ref_min) / (ref_max - ref_min))),
@@ -210,7 +247,7 @@ def online(algo, offline_buffer, data, args, record):
   """The online phase: d3rlpy's fit_online over a mixed buffer, `record` at every evaluation."""
   import d3rlpy
   from d3rlpy.dataset import InfiniteBuffer, MixedReplayBuffer, ReplayBuffer
-  env = make_env(data)
+  env = make_env(data, args.obs_keys, args.reward_scale, args.reward_bias)
   env.reset(seed=args.online_env_seed)  # fit_online's own resets then continue this stream
   env.action_space.seed(args.online_env_seed)
   online_buffer = ReplayBuffer(InfiniteBuffer(), env=env)

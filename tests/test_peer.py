@@ -3,6 +3,7 @@ the run directory it writes for experiments.plot. d3rlpy itself runs only in .pe
 import json
 
 import numpy as np
+import pytest
 
 from cql_jax import OfflineDataset
 from experiments import peer
@@ -104,10 +105,40 @@ def test_an_online_phase_is_refused_where_the_peer_cannot_match_ours(tmp_path):
   like.mkdir()
   from cql_jax.configs import base
   config = base.override(base.get_config(), {"dataset_id": "cql_jax/pointmaze/medium-replay-v0",
-                                             "data.reward_scale": 10.0, "data.reward_bias": -5.0})
+                                             "online.steps": 100, "online.utd": 2.0})
   (like / "config.json").write_text(json.dumps({"config": json.loads(config.to_json_best_effort()),
                                                 "seeds": [0]}))
-  with pytest.raises(ValueError, match="rewards are transformed"):
+  with pytest.raises(ValueError, match="updates 2.0 times per environment step"):
     peer.run(tmp_path / "b", ["cal_ql"], like=str(like), steps=10, online_steps=100,
              python=sys.executable, log=lambda m: None)
   assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()   # refused before work
+
+
+def test_the_peers_environment_flattens_and_transforms_as_the_data_says():
+  """The peer's PointMaze: [observation, desired_goal] concatenated; online rewards r·10 − 5."""
+  import gymnasium as gym
+  import gymnasium_robotics
+  from experiments import peer_d3rlpy
+  gym.register_envs(gymnasium_robotics)
+  kwargs = {"maze_map": [[1, 1, 1, 1, 1], [1, 0, 0, 0, 1], [1, 1, 1, 0, 1], [1, 0, 0, 0, 1],
+                         [1, 1, 1, 1, 1]], "reward_type": "dense", "max_episode_steps": 300}
+  data = {"env_id": np.asarray("PointMaze_UMaze-v3"), "env_kwargs": np.asarray(json.dumps(kwargs))}
+  raw = gym.make("PointMaze_UMaze-v3", **kwargs)
+  env = peer_d3rlpy.make_env(data, ("observation", "desired_goal"), 10.0, -5.0)
+  assert env.observation_space.shape == (6,)
+  obs_raw, _ = raw.reset(seed=3)
+  obs, _ = env.reset(seed=3)
+  actions = np.random.default_rng(0).uniform(-1, 1, (5, 2))
+  for action in actions:
+    np.testing.assert_allclose(obs, [*obs_raw["observation"], *obs_raw["desired_goal"]], rtol=1e-6)
+    assert obs.dtype == np.float32 and env.observation_space.contains(obs)
+    obs_raw, r_raw, *_ = raw.step(action)
+    obs, r, *_ = env.step(action)
+    assert r_raw != 0.0 and abs(r - (10.0 * r_raw - 5.0)) < 1e-9   # dense: exp(−distance)
+  # The evaluation's environment keeps the environment's own rewards.
+  plain = peer_d3rlpy.make_env(data, ("observation", "desired_goal"))
+  plain.reset(seed=3)
+  raw.reset(seed=3)
+  assert plain.step(actions[0])[1] == raw.step(actions[0])[1]
+  with pytest.raises(SystemExit, match="array-valued keys of a dict observation only"):
+    peer_d3rlpy.make_env(data, ("observation", "goal"))
